@@ -1,0 +1,31 @@
+"""ndereg_ref — a NumPy + autograd reference implementation of regularizing neural differential equations
+with the internal heuristics of adaptive solvers (ERNODE/SRNODE, local regularization, ERNSDE).
+
+See DESIGN.md §9 for the public names other code relies on.
+"""
+
+from .conventions import CONVENTIONS, get_convention
+from .errors import MaxStepsExceededError, NonFiniteError, SolverError, StepSizeUnderflowError
+from .solve import DenseOutput, Solution, StepRecord, solve_ivp
+from .step import StepResult, rk_step
+from .tableaus import TABLEAUS, Tableau, get_tableau
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CONVENTIONS",
+    "TABLEAUS",
+    "DenseOutput",
+    "MaxStepsExceededError",
+    "NonFiniteError",
+    "Solution",
+    "SolverError",
+    "StepRecord",
+    "StepResult",
+    "StepSizeUnderflowError",
+    "Tableau",
+    "get_convention",
+    "get_tableau",
+    "rk_step",
+    "solve_ivp",
+]

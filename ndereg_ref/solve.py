@@ -1,0 +1,497 @@
+"""The adaptive solve: RK steps + a convention's controller → an inspectable :class:`Solution`.
+
+The loop is written so that autograd can trace it: states and stages may be autograd boxes, while every
+decision (step size, accept/reject, end of interval) is taken on plain floats obtained with ``getval``.
+That is exactly DESIGN §5's frozen-grid map, and tracing :func:`integrate` with autograd is the
+``adjoint="tape"`` oracle of :mod:`ndereg_ref.adjoint`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import autograd.numpy as anp
+import numpy as np
+from autograd.tracer import getval
+
+from .conventions import Convention, get_convention
+from .errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
+from .step import STIFFNESS_VARIANTS, rk_step
+from .tableaus import Tableau, get_tableau
+
+__all__ = ["solve_ivp", "Solution", "StepRecord", "DenseOutput", "integrate", "validate_inputs"]
+
+
+@dataclass(frozen=True, eq=False)
+class StepRecord:
+    """One attempted step (accepted or rejected), in the order the solver tried them.
+
+    ``y``, ``y_new``, ``y_err`` have the shape of y0; ``stages`` and ``stage_states`` are (s, *y0.shape).
+    ``stiffness`` is None for tableaus without a pair of stages at one node.
+    """
+
+    t: float
+    h: float
+    accepted: bool
+    error_norm: float
+    stiffness: float | None
+    y: np.ndarray
+    y_new: np.ndarray
+    y_err: np.ndarray
+    stages: np.ndarray
+    stage_states: np.ndarray
+    nfev: int
+
+    @property
+    def t_new(self) -> float:
+        return self.t + self.h
+
+
+@dataclass(frozen=True)
+class Save:
+    """Where an output value comes from: ``kind`` "y0", "end" (y_new of accepted step ``step``) or
+    "dense" (dense output of accepted step ``step`` at θ = ``theta``)."""
+
+    t: float
+    kind: str
+    step: int = -1
+    theta: float = 0.0
+
+
+@dataclass(eq=False)
+class IntegrationResult:
+    """Raw output of :func:`integrate`; values in ``outputs``, ``R_E``, ``R_S`` may be autograd boxes."""
+
+    outputs: list
+    saves: list[Save]
+    records: list[StepRecord]
+    accepted_index: list[int]
+    extended_stages: dict
+    R_E: object
+    R_S: object
+    nfev: int
+    tableau: Tableau
+    convention: Convention
+
+
+def _flat_field(fun, args, shape):
+    """Wrap ``fun(t, y, *args)`` (y of shape ``shape``) as a field on flat vectors, checking its output."""
+
+    def f(t, y):
+        out = fun(t, anp.reshape(y, shape), *args)
+        if anp.shape(out) != shape:
+            raise ValueError(
+                f"fun returned an array of shape {anp.shape(out)}, expected {shape} (the shape of y0)"
+            )
+        return anp.reshape(out, (-1,))
+
+    return f
+
+
+def validate_inputs(t_span, y0, rtol, atol, t_eval=None, first_step=None, max_step=np.inf,
+                    max_steps=100000, stiffness="rms_ratio"):
+    """Check the common arguments; return (t0, t1, y0 as float array, atol as float or flat array, t_eval)."""
+    try:
+        t0, t1 = (float(v) for v in t_span)
+    except (TypeError, ValueError):
+        raise ValueError(f"t_span must be a pair of numbers (t0, t1), got {t_span!r}") from None
+    if not (np.isfinite(t0) and np.isfinite(t1)):
+        raise ValueError(f"t_span must be finite, got {(t0, t1)}")
+    if t0 == t1:
+        raise ValueError(f"empty time span: t0 == t1 == {t0}")
+    y0_val = np.asarray(getval(y0))
+    if y0_val.dtype.kind not in "fiub":
+        raise TypeError(f"y0 must be a real numeric array, got dtype {y0_val.dtype}")
+    if y0_val.size == 0:
+        raise ValueError("y0 is empty")
+    if not np.all(np.isfinite(y0_val)):
+        raise ValueError("y0 contains NaN or Inf")
+    if not np.isscalar(rtol) or not np.isfinite(rtol) or rtol <= 0:
+        raise ValueError(f"rtol must be a finite positive scalar, got {rtol!r}")
+    atol_arr = np.asarray(atol, dtype=float)
+    if not np.all(np.isfinite(atol_arr)) or np.any(atol_arr < 0):
+        raise ValueError(f"atol must be finite and non-negative, got {atol!r}")
+    if atol_arr.ndim > 0:
+        try:
+            atol_arr = np.broadcast_to(atol_arr, y0_val.shape).reshape(-1)
+        except ValueError:
+            raise ValueError(
+                f"atol of shape {atol_arr.shape} does not broadcast to y0's shape {y0_val.shape}"
+            ) from None
+        atol = atol_arr
+    else:
+        atol = float(atol_arr)
+    if not (max_step > 0):
+        raise ValueError(f"max_step must be positive, got {max_step!r}")
+    if first_step is not None and not (0 < first_step <= abs(t1 - t0)):
+        raise ValueError(f"first_step must be in (0, |t1 - t0|], got {first_step!r}")
+    if int(max_steps) != max_steps or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    if stiffness not in STIFFNESS_VARIANTS:
+        raise ValueError(f"unknown stiffness variant {stiffness!r}; expected one of {STIFFNESS_VARIANTS}")
+    if t_eval is not None:
+        t_eval = np.asarray(t_eval, dtype=float)
+        if t_eval.ndim != 1 or t_eval.size == 0:
+            raise ValueError("t_eval must be a non-empty 1-D array")
+        lo, hi = min(t0, t1), max(t0, t1)
+        if not np.all(np.isfinite(t_eval)) or t_eval.min() < lo or t_eval.max() > hi:
+            raise ValueError(f"values in t_eval must lie within t_span {(t0, t1)}")
+        d = np.diff(t_eval)
+        if (t1 > t0 and np.any(d <= 0)) or (t1 < t0 and np.any(d >= 0)):
+            raise ValueError("values in t_eval must be strictly monotonic in the direction of integration")
+    return t0, t1, y0_val.astype(float), atol, t_eval
+
+
+def _extend_stages(f, tableau: Tableau, t, y, h, K, t_new, y_new):
+    """Extra stages of the continuous extension (tableaus module docstring).
+
+    For a non-FSAL tableau the first extra stage is f(t_{n+1}, y_{n+1}) — evaluated exactly there, so it
+    can be reused as the next step's k_1.  Returns (extended stages, new evaluations).
+    """
+    n_extra = tableau.dense_c_extra.shape[0]
+    if n_extra == 0:
+        return K, 0
+    ks = [K[i] for i in range(K.shape[0])]
+    start = 0
+    if not tableau.fsal:
+        ks.append(f(t_new, y_new))
+        start = 1
+    for r in range(start, n_extra):
+        m = tableau.n_stages + r
+        Yr = y + anp.dot(anp.stack(ks).T, tableau.dense_A_extra[r, :m]) * h
+        ks.append(f(t + tableau.dense_c_extra[r] * h, Yr))
+    return anp.stack(ks), n_extra
+
+
+def dense_value(tableau: Tableau, y, h, K_ext, theta):
+    """y(t_n + θh) = y_n + h Σ_i w_i(θ) K_i (tableaus module docstring)."""
+    return y + h * anp.dot(K_ext.T, tableau.dense_weights(theta))
+
+
+def integrate(
+    f: Callable,
+    t0: float,
+    t1: float,
+    y0,
+    tableau: Tableau,
+    convention: Convention,
+    *,
+    rtol: float,
+    atol,
+    first_step: float | None = None,
+    max_step: float = np.inf,
+    t_eval=None,
+    max_steps: int = 100000,
+    stiffness: str = "rms_ratio",
+    shape: tuple = None,
+) -> IntegrationResult:
+    """The adaptive loop on a flat field ``f(t, y)``; inputs are assumed validated.
+
+    Per attempted step: :func:`ndereg_ref.step.rk_step`, then the convention's accept test and controller
+    (on floats).  Accepted steps add E_j|h_j| to R_E and S_j|h_j| to R_S (DESIGN §5) and emit outputs at
+    the step end or, for ``t_eval`` points inside the step, by dense output.
+    """
+    shape = (y0.shape if shape is None else shape)
+    direction = 1.0 if t1 > t0 else -1.0
+
+    def f_plain(t, y):
+        return getval(f(t, y))
+
+    k1 = f(t0, y0)
+    nfev = 1
+    if not np.all(np.isfinite(getval(k1))):
+        raise NonFiniteError(f"the vector field returned NaN/Inf at t={t0!r} (initial evaluation)", t=t0)
+    for _ in range(convention.extra_initial_fevals()):
+        f(t0, y0)
+        nfev += 1
+    if first_step is None:
+        h_abs, n = convention.initial_step(
+            f_plain, t0, getval(y0), getval(k1), t1, tableau, rtol, atol, max_step
+        )
+        nfev += n
+    else:
+        h_abs = float(first_step)
+    state = convention.controller_state(tableau)
+
+    outputs, saves = [], []
+    eval_pos = 0
+    if t_eval is None:
+        outputs.append(y0)
+        saves.append(Save(t0, "y0"))
+    else:
+        while eval_pos < len(t_eval) and t_eval[eval_pos] == t0:
+            outputs.append(y0)
+            saves.append(Save(t0, "y0"))
+            eval_pos += 1
+
+    records: list[StepRecord] = []
+    accepted_index: list[int] = []
+    extended: dict = {}
+    R_E = 0.0
+    R_S = 0.0
+    t, y = t0, y0
+    n_attempts = 0
+
+    def reshape(a):
+        return np.reshape(getval(a), shape)
+
+    while direction * (t1 - t) > 0:
+        min_step = 10 * abs(np.nextafter(t, direction * np.inf) - t)
+        h_abs = min(h_abs, max_step)
+        if h_abs < min_step:
+            h_abs = min_step
+        rejected_before = False
+        while True:
+            if h_abs < min_step:
+                raise StepSizeUnderflowError(
+                    f"step size {h_abs!r} underflows at t={t!r} (minimum {min_step!r})", t=t
+                )
+            if n_attempts >= max_steps:
+                raise MaxStepsExceededError(
+                    f"max_steps={max_steps} attempted steps reached at t={t!r} before t1={t1!r}", t=t
+                )
+            h = h_abs * direction
+            t_new = t + h
+            if convention.clip_to_end and direction * (t_new - t1) > 0:
+                t_new = t1
+            t_new = convention.snap_to_end(t_new, t1)
+            if convention.recompute_h or t_new == t1:
+                h = t_new - t
+            res = rk_step(f, t, y, h, tableau, k1=k1, rtol=rtol, atol=atol, stiffness=stiffness)
+            nfev += res.nfev
+            n_attempts += 1
+            q = float(getval(res.error_norm))
+            if not np.isfinite(q):
+                raise NonFiniteError(f"the error estimate is NaN/Inf at t={t!r}, h={h!r}", t=t)
+            accepted = convention.accept(q)
+            h_abs_next, state_next = convention.propose(
+                q, abs(h), accepted, rejected_before, state, tableau
+            )
+            S = res.stiffness
+            records.append(
+                StepRecord(
+                    t=t, h=h, accepted=accepted, error_norm=q,
+                    stiffness=None if S is None else float(getval(S)),
+                    y=reshape(res.y), y_new=reshape(res.y_new), y_err=reshape(res.y_err),
+                    stages=np.reshape(getval(res.stages), (-1, *shape)),
+                    stage_states=np.reshape(getval(res.stage_states), (-1, *shape)),
+                    nfev=res.nfev,
+                )
+            )
+            if accepted:
+                state = state_next
+                break
+            rejected_before = True
+            h_abs = h_abs_next
+            state = state_next
+
+        j = len(accepted_index)
+        accepted_index.append(len(records) - 1)
+        R_E = R_E + res.error_norm * abs(h)
+        if S is not None:
+            R_S = R_S + S * abs(h)
+        y_new = res.y_new
+        next_k1 = res.stages[-1] if tableau.fsal else None
+
+        # Outputs inside this step.
+        past_end = direction * (t_new - t1) >= 0
+        if t_eval is None:
+            if t_new == t1 or not past_end:
+                outputs.append(y_new)
+                saves.append(Save(t_new, "end", j))
+            else:  # stepped past t1 (torchdiffeq): y(t1) by dense output
+                K_ext, n = _extended(extended, j, f, tableau, t, y, h, res.stages, t_new, y_new)
+                nfev += n
+                theta = (t1 - t) / h
+                outputs.append(dense_value(tableau, y, h, K_ext, theta))
+                saves.append(Save(t1, "dense", j, theta))
+        else:
+            while eval_pos < len(t_eval) and direction * (t_eval[eval_pos] - t_new) <= 0:
+                te = t_eval[eval_pos]
+                if te == t_new:
+                    outputs.append(y_new)
+                    saves.append(Save(te, "end", j))
+                else:
+                    K_ext, n = _extended(extended, j, f, tableau, t, y, h, res.stages, t_new, y_new)
+                    nfev += n
+                    theta = (te - t) / h
+                    outputs.append(dense_value(tableau, y, h, K_ext, theta))
+                    saves.append(Save(te, "dense", j, theta))
+                eval_pos += 1
+        if not tableau.fsal and j in extended:
+            next_k1 = extended[j][tableau.n_stages]  # f(t_new, y_new) already evaluated for dense output
+        t, y, k1 = t_new, y_new, next_k1
+        h_abs = h_abs_next
+
+    return IntegrationResult(
+        outputs=outputs, saves=saves, records=records, accepted_index=accepted_index,
+        extended_stages=extended, R_E=R_E, R_S=R_S, nfev=nfev, tableau=tableau, convention=convention,
+    )
+
+
+def _extended(cache, j, f, tableau, t, y, h, K, t_new, y_new):
+    if j in cache:
+        return cache[j], 0
+    K_ext, n = _extend_stages(f, tableau, t, y, h, K, t_new, y_new)
+    cache[j] = K_ext
+    return K_ext, n
+
+
+class DenseOutput:
+    """Continuous solution y(t) over the span, from the accepted steps' continuous extensions.
+
+    Calling it evaluates the tableau's own interpolant (tableaus module docstring) on the step containing
+    t.  Extra stages (Hermite end-derivative of non-FSAL methods, DOP853's three) are evaluated lazily and
+    counted in ``nfev`` (separately from the solve's ``nfev``).
+    """
+
+    def __init__(self, f, tableau: Tableau, records: Sequence[StepRecord], extended: dict, shape, t_span):
+        self._f, self.tableau, self._shape = f, tableau, shape
+        self._steps = list(records)
+        self._ext = {j: np.asarray(getval(v)) for j, v in extended.items()}
+        self.t_span = t_span
+        self.nfev = 0
+        t0, t1 = t_span
+        self._direction = 1.0 if t1 > t0 else -1.0
+        ends = np.array([s.t + s.h for s in self._steps])
+        self._ends = ends * self._direction
+
+    def _stages(self, j):
+        if j not in self._ext:
+            s = self._steps[j]
+            K = np.reshape(s.stages, (s.stages.shape[0], -1))
+            K_ext, n = _extend_stages(
+                lambda t, y: np.asarray(getval(self._f(t, y))), self.tableau, s.t,
+                np.reshape(s.y, -1), s.h, K, s.t + s.h, np.reshape(s.y_new, -1),
+            )
+            self.nfev += n
+            self._ext[j] = np.asarray(K_ext)
+        return self._ext[j]
+
+    def __call__(self, t):
+        t = np.asarray(t, dtype=float)
+        t0, t1 = self.t_span
+        lo, hi = min(t0, t1), max(t0, t1)
+        if np.any(t < lo) or np.any(t > hi):
+            raise ValueError(f"dense output requested outside the solved span {self.t_span}")
+        scalar = t.ndim == 0
+        out = []
+        for tt in np.atleast_1d(t):
+            j = min(int(np.searchsorted(self._ends, tt * self._direction, side="left")), len(self._steps) - 1)
+            s = self._steps[j]
+            y = np.reshape(s.y, -1)
+            value = dense_value(self.tableau, y, s.h, self._stages(j), (tt - s.t) / s.h)
+            if tt == s.t:
+                value = y
+            out.append(np.reshape(value, self._shape))
+        return out[0] if scalar else np.stack(out)
+
+
+@dataclass(eq=False)
+class Solution:
+    """Result of :func:`solve_ivp`.
+
+    ts : (m,) output times (t0 and every accepted step end, or ``t_eval``).
+    ys : (m, *y0.shape) states at ``ts``.
+    steps : every attempted step as a :class:`StepRecord` (accepted and rejected, in order).
+    nfev, n_accepted, n_rejected : counts, NFE as the convention's library reports it (DESIGN §3).
+    R_E, R_S : Σ_j E_j|h_j| and Σ_j S_j|h_j| over accepted steps (DESIGN §5; R_S None without a stiffness pair).
+    sol : :class:`DenseOutput`, ``sol(t)`` for any t in the span.
+    method, convention : tableau name actually used and convention name.
+    """
+
+    ts: np.ndarray
+    ys: np.ndarray
+    steps: list[StepRecord]
+    nfev: int
+    n_accepted: int
+    n_rejected: int
+    R_E: float
+    R_S: float | None
+    sol: DenseOutput
+    method: str
+    convention: str
+    t_span: tuple
+    saves: list[Save] = field(default_factory=list, repr=False)
+
+    @property
+    def accepted_steps(self) -> list[StepRecord]:
+        return [s for s in self.steps if s.accepted]
+
+    @property
+    def t_accepted(self) -> np.ndarray:
+        """t0 followed by the end time of every accepted step."""
+        acc = self.accepted_steps
+        return np.array([self.t_span[0]] + [s.t + s.h for s in acc])
+
+    def __repr__(self) -> str:
+        return (
+            f"Solution(method={self.method!r}, convention={self.convention!r}, "
+            f"n_accepted={self.n_accepted}, n_rejected={self.n_rejected}, nfev={self.nfev}, "
+            f"t_span={self.t_span})"
+        )
+
+
+def solve_ivp(
+    fun: Callable,
+    t_span: tuple[float, float],
+    y0,
+    *,
+    args: tuple = (),
+    method: str | Tableau = "tsit5",
+    convention: str | Convention = "ordinarydiffeq",
+    rtol: float = 1e-3,
+    atol=1e-6,
+    first_step: float | None = None,
+    max_step: float = np.inf,
+    t_eval=None,
+    max_steps: int = 100000,
+    stiffness: str = "rms_ratio",
+) -> Solution:
+    """Solve y' = fun(t, y, *args), y(t0) = y0 with an adaptive embedded RK pair.
+
+    Every attempted step is the RK step of DESIGN §2 (:func:`ndereg_ref.step.rk_step`); the accept test,
+    controller, initial step and end-of-interval rule are those of ``convention`` (DESIGN §3:
+    ``"scipy"``, ``"torchdiffeq"``, ``"diffrax"``, ``"ordinarydiffeq"``).  With the DP5 tableau,
+    ``convention`` also picks the error weights (Hairer for scipy/ordinarydiffeq, Shampine for
+    torchdiffeq/diffrax); pass a :class:`Tableau` object to override.
+
+    y0 may have any shape; a batched state (batch, d) is one system with one step sequence (the RMS norm
+    runs over all elements).  Integration backwards in time (t1 < t0) is supported.
+
+    Raises ValueError/TypeError for invalid arguments, :class:`~ndereg_ref.errors.NonFiniteError` when
+    ``fun`` returns NaN/Inf (with the step's t), :class:`~ndereg_ref.errors.StepSizeUnderflowError`,
+    :class:`~ndereg_ref.errors.MaxStepsExceededError`.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> sol = solve_ivp(lambda t, y: -y, (0.0, 1.0), np.array([1.0]), method="dp5", convention="scipy")
+    >>> abs(sol.ys[-1, 0] - np.exp(-1.0)) < 1e-4
+    True
+    """
+    if not isinstance(args, tuple):
+        args = (args,)
+    t0, t1, y0, atol, t_eval = validate_inputs(
+        t_span, y0, rtol, atol, t_eval, first_step, max_step, max_steps, stiffness
+    )
+    conv = get_convention(convention)
+    tableau = conv.resolve_tableau(get_tableau(method))
+    shape = y0.shape
+    f = _flat_field(fun, args, shape)
+    res = integrate(
+        f, t0, t1, y0.reshape(-1), tableau, conv, rtol=rtol, atol=atol, first_step=first_step,
+        max_step=max_step, t_eval=t_eval, max_steps=max_steps, stiffness=stiffness, shape=shape,
+    )
+    ts = np.array([s.t for s in res.saves])
+    ys = np.stack([np.reshape(getval(o), shape) for o in res.outputs])
+    n_acc = len(res.accepted_index)
+    dense = DenseOutput(f, tableau, [res.records[i] for i in res.accepted_index], res.extended_stages,
+                        shape, (t0, t1))
+    return Solution(
+        ts=ts, ys=ys, steps=res.records, nfev=res.nfev, n_accepted=n_acc,
+        n_rejected=len(res.records) - n_acc, R_E=float(getval(res.R_E)),
+        R_S=None if tableau.stiffness_pair is None else float(getval(res.R_S)),
+        sol=dense, method=tableau.name, convention=conv.name, t_span=(t0, t1), saves=res.saves,
+    )

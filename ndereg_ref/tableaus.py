@@ -1,0 +1,350 @@
+"""Explicit Runge–Kutta tableaus as immutable data.
+
+Notation follows Hairer, Nørsett & Wanner, *Solving ODEs I*, §II.1 and §II.4 (and DESIGN.md §2):
+an s-stage tableau has nodes ``c`` (s,), a strictly lower-triangular matrix ``A`` (s, s), weights ``b`` (s,)
+of order ``order`` and embedded weights ``b_hat`` (s,) of order ``embedded_order``.  One step is
+
+    k_i     = f(t_n + c_i h, Y_i),   Y_i = y_n + h Σ_{j<i} a_ij k_j
+    y_{n+1} = y_n + h Σ_i b_i k_i
+    y_err   = h Σ_i e_i k_i,         e = b − b_hat
+
+FSAL tableaus list their "first same as last" stage as an ordinary last stage: ``c[-1] = 1``,
+``A[-1, :-1] = b[:-1]``, ``b[-1] = 0`` (it only enters ``b_hat``), so the stage is evaluated at
+``(t_n + h, y_{n+1})`` and is the next step's ``k_1``.
+
+Coefficients are written as exact fractions; ``e = b − b_hat`` is formed in exact arithmetic *before*
+rounding to float, so that the error weights are the correctly rounded rationals that scipy, Hairer's
+Fortran codes and OrdinaryDiffEq store (rounding ``b`` and ``b_hat`` first would change the last bits and
+with them the step sequences).
+
+Dense output: every tableau carries a continuous extension that is *linear in the (extended) stages*,
+
+    y(t_n + θ h) = y_n + h Σ_i w_i(θ) K_i,    w_i(θ) = Σ_m P[i, m] θ^(m+1),
+
+where ``K`` is the stage list extended by ``dense_c_extra.size`` extra stages
+``K_{s+r} = f(t_n + c^x_r h, y_n + h Σ_j A^x[r, j] K_j)`` (none for most methods; one, f(t_n+h, y_{n+1}),
+for the cubic Hermite interpolant of non-FSAL methods; three for DOP853).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction as F
+
+import numpy as np
+
+__all__ = ["Tableau", "TABLEAUS", "get_tableau"]
+
+
+def _frozen(x) -> np.ndarray:
+    a = np.array(x, dtype=float)
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Tableau:
+    """An explicit embedded Runge–Kutta pair (immutable).
+
+    Attributes
+    ----------
+    name : registry name, e.g. ``"tsit5"``.
+    c : (s,) nodes.   A : (s, s) strictly lower-triangular stage matrix.
+    b : (s,) propagating weights (order ``order``).   b_hat : (s,) embedded weights (order ``embedded_order``).
+    e : (s,) error weights ``b − b_hat``, rounded once from exact rationals.
+    order, embedded_order : orders p and p̂ of ``b`` and ``b_hat``.
+    error_estimator_order : order of the local error estimate used in step-size exponents,
+        ``k = 1/(error_estimator_order + 1)``; ``min(p, p̂)`` except DOP853 (7, Hairer's dop853.f).
+    fsal : whether the last stage is evaluated at ``(t_n + h, y_{n+1})`` and reused as the next ``k_1``.
+    stability_size : length of the real-axis stability interval [−size, 0] of the ``b`` method
+        (documented value; tests recompute it from the stability polynomial).
+    stiffness_pair : 0-based indices (x, y) of two stages at the same node, used by the stiffness
+        estimate |λ| ≈ ‖k_y − k_x‖ / ‖Y_y − Y_x‖ (DESIGN §4), or ``None``.
+    dense_P : (s + n_extra, degree) dense-output polynomial coefficients (module docstring).
+    dense_c_extra, dense_A_extra : nodes (n_extra,) and rows (n_extra, s + n_extra) of extra stages.
+    dense_order : order of the continuous extension.
+    e3 : DOP853 only, the (s,) weights of its third-order error estimate (``e`` holds the fifth-order one).
+    reference : bibliographic source of the coefficients.
+    """
+
+    name: str
+    c: np.ndarray
+    A: np.ndarray
+    b: np.ndarray
+    b_hat: np.ndarray
+    e: np.ndarray
+    order: int
+    embedded_order: int
+    error_estimator_order: int
+    fsal: bool
+    stability_size: float
+    stiffness_pair: tuple[int, int] | None
+    dense_P: np.ndarray
+    dense_c_extra: np.ndarray
+    dense_A_extra: np.ndarray
+    dense_order: int
+    reference: str
+    e3: np.ndarray | None = None
+    extra: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def n_stages(self) -> int:
+        """Number of stages s (FSAL stage included)."""
+        return self.c.shape[0]
+
+    @property
+    def n_new_evals(self) -> int:
+        """Function evaluations per attempted step: s, minus one for a reused FSAL stage."""
+        return self.n_stages - 1 if self.fsal else self.n_stages
+
+    def dense_weights(self, theta) -> np.ndarray:
+        """Weights w(θ) (s + n_extra,) with y(t_n + θh) = y_n + h Σ_i w_i(θ) K_i."""
+        powers = theta ** np.arange(1, self.dense_P.shape[1] + 1)
+        return self.dense_P @ powers
+
+    def __repr__(self) -> str:
+        return (
+            f"Tableau({self.name!r}, stages={self.n_stages}, order={self.order}, "
+            f"embedded_order={self.embedded_order}, fsal={self.fsal})"
+        )
+
+
+def _hermite_P(b: list, fsal: bool) -> tuple[np.ndarray, list, list]:
+    """Cubic Hermite interpolant through (y_n, f_n) and (y_{n+1}, f_{n+1}) written on the stages.
+
+    With Δ = y_{n+1} − y_n = h Σ b_i k_i (Hairer–Nørsett–Wanner §II.6, eq. (6.7)):
+        y(θ) = y_n + θ²(3 − 2θ) Δ + h θ(θ − 1)² f_n + h θ²(θ − 1) f_{n+1}.
+    For an FSAL tableau f_{n+1} is the last stage; otherwise it is one extra stage at (t_n + h, y_{n+1}).
+    """
+    s = len(b)
+    n = s if fsal else s + 1
+    P = [[F(0)] * 3 for _ in range(n)]  # columns: θ, θ², θ³
+    for i, bi in enumerate(b):
+        P[i][1] += 3 * bi
+        P[i][2] += -2 * bi
+    P[0][0] += 1  # θ(θ−1)² = θ − 2θ² + θ³
+    P[0][1] += -2
+    P[0][2] += 1
+    j = s - 1 if fsal else s  # θ²(θ−1) = −θ² + θ³
+    P[j][1] += -1
+    P[j][2] += 1
+    c_extra = [] if fsal else [F(1)]
+    A_extra = [] if fsal else [list(b) + [F(0)]]
+    return P, c_extra, A_extra
+
+
+def _make(
+    name,
+    c,
+    A_rows,
+    b,
+    b_hat,
+    *,
+    order,
+    embedded_order,
+    fsal,
+    stability_size,
+    stiffness_pair,
+    reference,
+    dense=None,
+    error_estimator_order=None,
+    e=None,
+    e3=None,
+) -> Tableau:
+    """Build a Tableau from exact rational data; ``A_rows[i]`` lists a_ij for j < i."""
+    s = len(c)
+    A = [[F(0)] * s for _ in range(s)]
+    for i, row in enumerate(A_rows):
+        for j, a in enumerate(row):
+            A[i][j] = F(a)
+    b = [F(x) for x in b]
+    b_hat = [F(x) for x in b_hat]
+    if e is None:
+        e = [bi - bhi for bi, bhi in zip(b, b_hat)]
+    if dense is None:
+        P, c_extra, A_extra = _hermite_P(b, fsal)
+        dense_order = 3
+    else:
+        P, c_extra, A_extra, dense_order = dense
+    n_ext = len(P)
+    A_extra_full = np.zeros((len(c_extra), n_ext))
+    for r, row in enumerate(A_extra):
+        A_extra_full[r, : len(row)] = [float(x) for x in row]
+    return Tableau(
+        name=name,
+        c=_frozen([float(F(x)) for x in c]),
+        A=_frozen([[float(x) for x in row] for row in A]),
+        b=_frozen([float(x) for x in b]),
+        b_hat=_frozen([float(x) for x in b_hat]),
+        e=_frozen([float(x) for x in e]),
+        order=order,
+        embedded_order=embedded_order,
+        error_estimator_order=(
+            min(order, embedded_order) if error_estimator_order is None else error_estimator_order
+        ),
+        fsal=fsal,
+        stability_size=stability_size,
+        stiffness_pair=stiffness_pair,
+        dense_P=_frozen([[float(x) for x in row] for row in P]),
+        dense_c_extra=_frozen([float(F(x)) for x in c_extra]),
+        dense_A_extra=_frozen(A_extra_full),
+        dense_order=dense_order,
+        reference=reference,
+        e3=None if e3 is None else _frozen([float(x) for x in e3]),
+    )
+
+
+# --- Heun–Euler 2(1) -------------------------------------------------------------------------------
+HEUN_EULER = _make(
+    "heun_euler",
+    c=[0, 1],
+    A_rows=[[], [1]],
+    b=[F(1, 2), F(1, 2)],
+    b_hat=[1, 0],
+    order=2,
+    embedded_order=1,
+    fsal=False,
+    stability_size=2.0,
+    stiffness_pair=None,
+    reference="Heun's method with explicit Euler as embedded method (HNW I, §II.4).",
+)
+
+# --- Bogacki–Shampine 3(2) -------------------------------------------------------------------------
+BS3 = _make(
+    "bs3",
+    c=[0, F(1, 2), F(3, 4), 1],
+    A_rows=[[], [F(1, 2)], [0, F(3, 4)], [F(2, 9), F(1, 3), F(4, 9)]],
+    b=[F(2, 9), F(1, 3), F(4, 9), 0],
+    b_hat=[F(7, 24), F(1, 4), F(1, 3), F(1, 8)],
+    order=3,
+    embedded_order=2,
+    fsal=True,
+    stability_size=2.5127453266183286,
+    stiffness_pair=None,
+    reference="Bogacki & Shampine, Appl. Math. Lett. 2 (1989) 321–325.",
+)
+
+# --- Fehlberg 4(5): propagates the 4th-order solution (Fehlberg's original use) ---------------------
+RKF45 = _make(
+    "rkf45",
+    c=[0, F(1, 4), F(3, 8), F(12, 13), 1, F(1, 2)],
+    A_rows=[
+        [],
+        [F(1, 4)],
+        [F(3, 32), F(9, 32)],
+        [F(1932, 2197), F(-7200, 2197), F(7296, 2197)],
+        [F(439, 216), -8, F(3680, 513), F(-845, 4104)],
+        [F(-8, 27), 2, F(-3544, 2565), F(1859, 4104), F(-11, 40)],
+    ],
+    b=[F(25, 216), 0, F(1408, 2565), F(2197, 4104), F(-1, 5), 0],
+    b_hat=[F(16, 135), 0, F(6656, 12825), F(28561, 56430), F(-9, 50), F(2, 55)],
+    order=4,
+    embedded_order=5,
+    fsal=False,
+    stability_size=2.7853725137194947,
+    stiffness_pair=None,
+    reference="Fehlberg, NASA TR R-315 (1969), Table III; HNW I, Table II.5.1.",
+)
+
+# --- Cash–Karp 5(4) --------------------------------------------------------------------------------
+CASH_KARP = _make(
+    "cash_karp",
+    c=[0, F(1, 5), F(3, 10), F(3, 5), 1, F(7, 8)],
+    A_rows=[
+        [],
+        [F(1, 5)],
+        [F(3, 40), F(9, 40)],
+        [F(3, 10), F(-9, 10), F(6, 5)],
+        [F(-11, 54), F(5, 2), F(-70, 27), F(35, 27)],
+        [F(1631, 55296), F(175, 512), F(575, 13824), F(44275, 110592), F(253, 4096)],
+    ],
+    b=[F(37, 378), 0, F(250, 621), F(125, 594), 0, F(512, 1771)],
+    b_hat=[F(2825, 27648), 0, F(18575, 48384), F(13525, 55296), F(277, 14336), F(1, 4)],
+    order=5,
+    embedded_order=4,
+    fsal=False,
+    stability_size=3.2176085400474186,
+    stiffness_pair=None,
+    reference="Cash & Karp, ACM TOMS 16 (1990) 201–222, Table 5.",
+)
+
+# --- Dormand–Prince 5(4) ---------------------------------------------------------------------------
+_DP5_C = [0, F(1, 5), F(3, 10), F(4, 5), F(8, 9), 1, 1]
+_DP5_B = [F(35, 384), 0, F(500, 1113), F(125, 192), F(-2187, 6784), F(11, 84), 0]
+_DP5_A = [
+    [],
+    [F(1, 5)],
+    [F(3, 40), F(9, 40)],
+    [F(44, 45), F(-56, 15), F(32, 9)],
+    [F(19372, 6561), F(-25360, 2187), F(64448, 6561), F(-212, 729)],
+    [F(9017, 3168), F(-355, 33), F(46732, 5247), F(49, 176), F(-5103, 18656)],
+    _DP5_B[:6],
+]
+_DP5_B_HAT = [F(5179, 57600), 0, F(7571, 16695), F(393, 640), F(-92097, 339200), F(187, 2100), F(1, 40)]
+_DP5_E = [bi - bhi for bi, bhi in zip(_DP5_B, _DP5_B_HAT)]
+
+
+def _dp5_dense():
+    """Shampine's quartic continuous extension of DP5 (Shampine, Math. Comp. 46 (1986) 135–150;
+    HNW I, §II.6, eq. (6.12) with the coefficients of dopri5.f's CONTD5), as polynomial weights."""
+    # w_i(θ) for the 7 stages, coefficients of θ, θ², θ³, θ⁴.
+    P = [
+        [1, F(-1337, 480), F(1039, 360), F(-1163, 1152)],
+        [0, 0, 0, 0],
+        [0, F(4216, 1113), F(-18728, 3339), F(7580, 3339)],
+        [0, F(-27, 16), F(9, 2), F(-415, 192)],
+        [0, F(-2187, 8480), F(2673, 2120), F(-8991, 6784)],
+        [0, F(33, 35), F(-319, 105), F(187, 84)],
+        [0, F(-2, 1), F(5, 1), F(-3, 1)],
+    ]
+    return P, [], [], 4
+
+
+DP5 = _make(
+    "dp5",
+    c=_DP5_C,
+    A_rows=_DP5_A,
+    b=_DP5_B,
+    b_hat=_DP5_B_HAT,
+    order=5,
+    embedded_order=4,
+    fsal=True,
+    stability_size=3.3066,
+    stiffness_pair=(5, 6),
+    dense=_dp5_dense(),
+    reference="Dormand & Prince, J. Comput. Appl. Math. 6 (1980) 19–26; error weights as in Hairer's dopri5.f.",
+)
+
+# Shampine's error weights: b_hat_S = b/3 + 2 b_hat/3, so e_S = (2/3) e (used by torchdiffeq, diffrax).
+DP5_SHAMPINE = _make(
+    "dp5_shampine",
+    c=_DP5_C,
+    A_rows=_DP5_A,
+    b=_DP5_B,
+    b_hat=[bi / 3 + 2 * bhi / 3 for bi, bhi in zip(_DP5_B, _DP5_B_HAT)],
+    order=5,
+    embedded_order=4,
+    fsal=True,
+    stability_size=3.3066,
+    stiffness_pair=(5, 6),
+    dense=_dp5_dense(),
+    e=[F(2, 3) * x for x in _DP5_E],
+    reference="Dormand–Prince 5(4) with Shampine's error weights (Shampine, Math. Comp. 46 (1986)).",
+)
+
+
+TABLEAUS: dict[str, Tableau] = {
+    t.name: t for t in (HEUN_EULER, BS3, RKF45, CASH_KARP, DP5, DP5_SHAMPINE)
+}
+
+
+def get_tableau(method) -> Tableau:
+    """Return the tableau for a registry name, or ``method`` itself if it already is a Tableau."""
+    if isinstance(method, Tableau):
+        return method
+    try:
+        return TABLEAUS[method]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown method {method!r}; expected a Tableau or one of {sorted(TABLEAUS)}"
+        ) from None
