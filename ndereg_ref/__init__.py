@@ -6,7 +6,7 @@ See DESIGN.md §9 for the public names other code relies on.
 
 from .conventions import CONVENTIONS, get_convention
 from .errors import MaxStepsExceededError, NonFiniteError, SolverError, StepSizeUnderflowError
-from .solve import DenseOutput, Solution, StepRecord, solve_ivp
+from .solve import DenseOutput, Solution, StepRecord, solve_fixed_grid, solve_ivp
 from .step import StepResult, rk_step
 from .tableaus import TABLEAUS, Tableau, get_tableau
 
@@ -27,5 +27,6 @@ __all__ = [
     "get_convention",
     "get_tableau",
     "rk_step",
+    "solve_fixed_grid",
     "solve_ivp",
 ]

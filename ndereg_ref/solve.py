@@ -20,7 +20,7 @@ from .errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowErro
 from .step import STIFFNESS_VARIANTS, rk_step
 from .tableaus import Tableau, get_tableau
 
-__all__ = ["solve_ivp", "Solution", "StepRecord", "DenseOutput", "integrate", "validate_inputs"]
+__all__ = ["solve_ivp", "solve_fixed_grid", "Solution", "StepRecord", "DenseOutput", "integrate", "validate_inputs"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -477,7 +477,9 @@ def solve_ivp(
         t_span, y0, rtol, atol, t_eval, first_step, max_step, max_steps, stiffness
     )
     conv = get_convention(convention)
-    tableau = conv.resolve_tableau(get_tableau(method))
+    tableau = get_tableau(method)
+    if isinstance(method, str):  # a name follows the convention's DP5 error weights; a Tableau is used as is
+        tableau = conv.resolve_tableau(tableau)
     shape = y0.shape
     f = _flat_field(fun, args, shape)
     res = integrate(
@@ -495,3 +497,30 @@ def solve_ivp(
         R_S=None if tableau.stiffness_pair is None else float(getval(res.R_S)),
         sol=dense, method=tableau.name, convention=conv.name, t_span=(t0, t1), saves=res.saves,
     )
+
+
+def solve_fixed_grid(fun: Callable, grid, y0, *, args: tuple = (), method: str | Tableau = "tsit5",
+                     rtol: float = 1e-3, atol=1e-6, stiffness: str = "rms_ratio"):
+    """Step through a given time grid t_0 < t_1 < … < t_N with h_n = t_{n+1} − t_n (no step control).
+
+    Used for convergence-order experiments and as the *frozen-grid map* of DESIGN §5/§6 (replaying the
+    accepted steps of an adaptive solve).  Traceable by autograd.  Returns (ys, steps) with ys of shape
+    (N+1, *y0.shape) (a stacked autograd array while tracing) and ``steps`` the list of
+    :class:`~ndereg_ref.step.StepResult` (flat arrays).  E and S use ``rtol``/``atol`` as in the solver.
+    """
+    tableau = get_tableau(method)
+    grid = np.asarray(grid, dtype=float)
+    if grid.ndim != 1 or grid.size < 2:
+        raise ValueError("grid must be a 1-D array of at least two times")
+    shape = anp.shape(y0)
+    f = _flat_field(fun, args, shape)
+    y = anp.reshape(y0, (-1,))
+    k1 = None
+    ys, steps = [y], []
+    for t, t_next in zip(grid[:-1], grid[1:]):
+        res = rk_step(f, t, y, t_next - t, tableau, k1=k1, rtol=rtol, atol=atol, stiffness=stiffness)
+        steps.append(res)
+        y = res.y_new
+        k1 = res.stages[-1] if tableau.fsal else None
+        ys.append(y)
+    return anp.reshape(anp.stack(ys), (len(ys), *shape)), steps

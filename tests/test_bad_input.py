@@ -1,0 +1,121 @@
+"""Bad input raises a clear, specific exception (one test each)."""
+
+import numpy as np
+import pytest
+
+import ndereg_ref as nr
+
+
+def decay(t, y):
+    return -y
+
+
+def test_fun_returns_wrong_shape():
+    with pytest.raises(ValueError, match=r"shape \(3,\), expected \(2,\)"):
+        nr.solve_ivp(lambda t, y: np.ones(3), (0, 1), np.ones(2))
+
+
+def test_non_finite_y0():
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        nr.solve_ivp(decay, (0, 1), np.array([1.0, np.nan]))
+
+
+def test_empty_y0():
+    with pytest.raises(ValueError, match="empty"):
+        nr.solve_ivp(decay, (0, 1), np.array([]))
+
+
+def test_complex_y0():
+    with pytest.raises(TypeError, match="real"):
+        nr.solve_ivp(decay, (0, 1), np.array([1j]))
+
+
+@pytest.mark.parametrize("rtol", [0.0, -1e-3, np.nan])
+def test_bad_rtol(rtol):
+    with pytest.raises(ValueError, match="rtol"):
+        nr.solve_ivp(decay, (0, 1), np.ones(1), rtol=rtol)
+
+
+def test_negative_atol():
+    with pytest.raises(ValueError, match="atol"):
+        nr.solve_ivp(decay, (0, 1), np.ones(1), atol=-1.0)
+
+
+def test_atol_wrong_shape():
+    with pytest.raises(ValueError, match="atol"):
+        nr.solve_ivp(decay, (0, 1), np.ones(2), atol=np.ones(3))
+
+
+def test_empty_span():
+    with pytest.raises(ValueError, match="empty time span"):
+        nr.solve_ivp(decay, (1.0, 1.0), np.ones(1))
+
+
+def test_non_finite_span():
+    with pytest.raises(ValueError, match="finite"):
+        nr.solve_ivp(decay, (0.0, np.inf), np.ones(1))
+
+
+def test_t_eval_outside_span():
+    with pytest.raises(ValueError, match="t_eval"):
+        nr.solve_ivp(decay, (0, 1), np.ones(1), t_eval=[0.5, 2.0])
+
+
+def test_t_eval_unsorted():
+    with pytest.raises(ValueError, match="monotonic"):
+        nr.solve_ivp(decay, (0, 1), np.ones(1), t_eval=[0.5, 0.2])
+
+
+def test_nan_from_fun_reports_t():
+    def f(t, y):
+        return np.full_like(y, np.nan) if t > 0.5 else -y
+
+    with pytest.raises(nr.NonFiniteError, match=r"t=0\.") as info:
+        nr.solve_ivp(f, (0, 1), np.ones(1))
+    assert 0.0 < info.value.t <= 0.5 + 1e-12
+
+
+def test_step_size_underflow():
+    # y' = y², y(0) = 1 blows up at t = 1: the controller shrinks h until it underflows.
+    with pytest.raises((nr.StepSizeUnderflowError, nr.NonFiniteError)) as info:
+        nr.solve_ivp(lambda t, y: y**2, (0, 2), np.ones(1), rtol=1e-6, atol=1e-9)
+    assert info.value.t < 1.0
+
+
+def test_underflow_is_the_error_for_a_finite_singularity():
+    # y' = −sign-like stiff switch: finite values, but no step size satisfies the tolerance near t = 0.5.
+    def f(t, y):
+        return np.array([1e300 * (t - 0.5) ** -2 if t != 0.5 else 0.0]) * 1e-300
+
+    with pytest.raises(nr.StepSizeUnderflowError, match="underflows"):
+        nr.solve_ivp(f, (0, 1), np.ones(1), rtol=1e-10, atol=1e-12, convention="scipy", method="dp5")
+
+
+def test_max_steps_exceeded():
+    with pytest.raises(nr.MaxStepsExceededError, match="max_steps=5"):
+        nr.solve_ivp(decay, (0, 100), np.ones(1), rtol=1e-10, max_steps=5)
+
+
+def test_unknown_method():
+    with pytest.raises(ValueError, match="unknown method"):
+        nr.solve_ivp(decay, (0, 1), np.ones(1), method="rk99")
+
+
+def test_unknown_convention():
+    with pytest.raises(ValueError, match="unknown convention"):
+        nr.solve_ivp(decay, (0, 1), np.ones(1), convention="matlab")
+
+
+def test_unknown_stiffness_variant():
+    with pytest.raises(ValueError, match="stiffness"):
+        nr.solve_ivp(decay, (0, 1), np.ones(1), stiffness="guess")
+
+
+def test_bad_first_step():
+    with pytest.raises(ValueError, match="first_step"):
+        nr.solve_ivp(decay, (0, 1), np.ones(1), first_step=-0.1)
+
+
+def test_bad_max_step():
+    with pytest.raises(ValueError, match="max_step"):
+        nr.solve_ivp(decay, (0, 1), np.ones(1), max_step=0.0)
