@@ -30,3 +30,7 @@ __all__ = [
     "solve_fixed_grid",
     "solve_ivp",
 ]
+
+from .adjoint import ADJOINTS, discrete_adjoint_sweep, odeint, odeint_regularized  # noqa: E402
+
+__all__ += ["ADJOINTS", "discrete_adjoint_sweep", "odeint", "odeint_regularized"]

@@ -33,6 +33,7 @@ class StepRecord:
 
     t: float
     h: float
+    t_new: float
     accepted: bool
     error_norm: float
     stiffness: float | None
@@ -42,10 +43,6 @@ class StepRecord:
     stages: np.ndarray
     stage_states: np.ndarray
     nfev: int
-
-    @property
-    def t_new(self) -> float:
-        return self.t + self.h
 
 
 @dataclass(frozen=True)
@@ -70,6 +67,8 @@ class IntegrationResult:
     extended_stages: dict
     R_E: object
     R_S: object
+    E: list
+    S: list
     nfev: int
     tableau: Tableau
     convention: Convention
@@ -185,33 +184,42 @@ def integrate(
     max_steps: int = 100000,
     stiffness: str = "rms_ratio",
     shape: tuple = None,
+    frozen_steps: Sequence[tuple[float, float, float]] | None = None,
 ) -> IntegrationResult:
     """The adaptive loop on a flat field ``f(t, y)``; inputs are assumed validated.
 
     Per attempted step: :func:`ndereg_ref.step.rk_step`, then the convention's accept test and controller
     (on floats).  Accepted steps add E_j|h_j| to R_E and S_j|h_j| to R_S (DESIGN §5) and emit outputs at
     the step end or, for ``t_eval`` points inside the step, by dense output.
+
+    ``frozen_steps``: a list of accepted (t, h, t_new) to replay instead of step-size control — the
+    *frozen-grid map* of DESIGN §5/§6 (every step accepted, same outputs, same R_E/R_S formulas).
     """
-    shape = (y0.shape if shape is None else shape)
+    shape = y0.shape if shape is None else shape
     direction = 1.0 if t1 > t0 else -1.0
 
     def f_plain(t, y):
         return getval(f(t, y))
 
+    def reshape(a, stages=False):
+        return np.reshape(getval(a), (-1, *shape) if stages else shape)
+
     k1 = f(t0, y0)
     nfev = 1
     if not np.all(np.isfinite(getval(k1))):
         raise NonFiniteError(f"the vector field returned NaN/Inf at t={t0!r} (initial evaluation)", t=t0)
-    for _ in range(convention.extra_initial_fevals()):
-        f(t0, y0)
-        nfev += 1
-    if first_step is None:
-        h_abs, n = convention.initial_step(
-            f_plain, t0, getval(y0), getval(k1), t1, tableau, rtol, atol, max_step
-        )
-        nfev += n
-    else:
-        h_abs = float(first_step)
+    h_abs = 0.0
+    if frozen_steps is None:
+        for _ in range(convention.extra_initial_fevals()):
+            f(t0, y0)
+            nfev += 1
+        if first_step is None:
+            h_abs, n = convention.initial_step(
+                f_plain, t0, getval(y0), getval(k1), t1, tableau, rtol, atol, max_step
+            )
+            nfev += n
+        else:
+            h_abs = float(first_step)
     state = convention.controller_state(tableau)
 
     outputs, saves = [], []
@@ -230,67 +238,35 @@ def integrate(
     extended: dict = {}
     R_E = 0.0
     R_S = 0.0
+    E_list, S_list = [], []
     t, y = t0, y0
     n_attempts = 0
 
-    def reshape(a):
-        return np.reshape(getval(a), shape)
+    def more_steps():
+        if frozen_steps is not None:
+            return len(accepted_index) < len(frozen_steps)
+        return direction * (t1 - t) > 0
 
-    while direction * (t1 - t) > 0:
-        min_step = 10 * abs(np.nextafter(t, direction * np.inf) - t)
-        h_abs = min(h_abs, max_step)
-        if h_abs < min_step:
-            h_abs = min_step
-        rejected_before = False
-        while True:
-            if h_abs < min_step:
-                raise StepSizeUnderflowError(
-                    f"step size {h_abs!r} underflows at t={t!r} (minimum {min_step!r})", t=t
-                )
-            if n_attempts >= max_steps:
-                raise MaxStepsExceededError(
-                    f"max_steps={max_steps} attempted steps reached at t={t!r} before t1={t1!r}", t=t
-                )
-            h = h_abs * direction
-            t_new = t + h
-            if convention.clip_to_end and direction * (t_new - t1) > 0:
-                t_new = t1
-            t_new = convention.snap_to_end(t_new, t1)
-            if convention.recompute_h or t_new == t1:
-                h = t_new - t
+    while more_steps():
+        j = len(accepted_index)
+        if frozen_steps is not None:
+            _, h, t_new = frozen_steps[j]
             res = rk_step(f, t, y, h, tableau, k1=k1, rtol=rtol, atol=atol, stiffness=stiffness)
             nfev += res.nfev
-            n_attempts += 1
-            q = float(getval(res.error_norm))
-            if not np.isfinite(q):
-                raise NonFiniteError(f"the error estimate is NaN/Inf at t={t!r}, h={h!r}", t=t)
-            accepted = convention.accept(q)
-            h_abs_next, state_next = convention.propose(
-                q, abs(h), accepted, rejected_before, state, tableau
+            records.append(_record(res, t, h, t_new, True, reshape))
+            h_abs_next = h_abs
+        else:
+            res, t_new, h, h_abs_next, state, n_attempts, nf = _attempt_until_accepted(
+                f, t, y, k1, h_abs, t1, direction, tableau, convention, state, rtol, atol, stiffness,
+                max_step, max_steps, n_attempts, records, reshape,
             )
-            S = res.stiffness
-            records.append(
-                StepRecord(
-                    t=t, h=h, accepted=accepted, error_norm=q,
-                    stiffness=None if S is None else float(getval(S)),
-                    y=reshape(res.y), y_new=reshape(res.y_new), y_err=reshape(res.y_err),
-                    stages=np.reshape(getval(res.stages), (-1, *shape)),
-                    stage_states=np.reshape(getval(res.stage_states), (-1, *shape)),
-                    nfev=res.nfev,
-                )
-            )
-            if accepted:
-                state = state_next
-                break
-            rejected_before = True
-            h_abs = h_abs_next
-            state = state_next
-
-        j = len(accepted_index)
+            nfev += nf
         accepted_index.append(len(records) - 1)
         R_E = R_E + res.error_norm * abs(h)
-        if S is not None:
-            R_S = R_S + S * abs(h)
+        E_list.append(res.error_norm)
+        if res.stiffness is not None:
+            R_S = R_S + res.stiffness * abs(h)
+            S_list.append(res.stiffness)
         y_new = res.y_new
         next_k1 = res.stages[-1] if tableau.fsal else None
 
@@ -326,8 +302,64 @@ def integrate(
 
     return IntegrationResult(
         outputs=outputs, saves=saves, records=records, accepted_index=accepted_index,
-        extended_stages=extended, R_E=R_E, R_S=R_S, nfev=nfev, tableau=tableau, convention=convention,
+        extended_stages=extended, R_E=R_E, R_S=R_S, E=E_list, S=S_list, nfev=nfev, tableau=tableau,
+        convention=convention,
     )
+
+
+def _record(res, t, h, t_new, accepted, reshape) -> StepRecord:
+    S = res.stiffness
+    return StepRecord(
+        t=t, h=h, t_new=t_new, accepted=accepted, error_norm=float(getval(res.error_norm)),
+        stiffness=None if S is None else float(getval(S)),
+        y=reshape(res.y), y_new=reshape(res.y_new), y_err=reshape(res.y_err),
+        stages=reshape(res.stages, stages=True), stage_states=reshape(res.stage_states, stages=True),
+        nfev=res.nfev,
+    )
+
+
+def _attempt_until_accepted(f, t, y, k1, h_abs, t1, direction, tableau, convention, state, rtol, atol,
+                            stiffness, max_step, max_steps, n_attempts, records, reshape):
+    """Attempt steps from (t, y) until one is accepted (scipy's ``_step_impl`` logic, generalised).
+
+    Returns the accepted StepResult, t_new, h, the next proposed |h|, the controller state, the attempt
+    counter and the evaluations spent.  Every attempt is appended to ``records``.
+    """
+    nfev = 0
+    min_step = 10 * abs(np.nextafter(t, direction * np.inf) - t)
+    h_abs = min(h_abs, max_step)
+    if h_abs < min_step:
+        h_abs = min_step
+    rejected_before = False
+    while True:
+        if h_abs < min_step:
+            raise StepSizeUnderflowError(
+                f"step size {h_abs!r} underflows at t={t!r} (minimum {min_step!r})", t=t
+            )
+        if n_attempts >= max_steps:
+            raise MaxStepsExceededError(
+                f"max_steps={max_steps} attempted steps reached at t={t!r} before t1={t1!r}", t=t
+            )
+        h = h_abs * direction
+        t_new = t + h
+        if convention.clip_to_end and direction * (t_new - t1) > 0:
+            t_new = t1
+        t_new = convention.snap_to_end(t_new, t1)
+        if convention.recompute_h or t_new == t1:
+            h = t_new - t
+        res = rk_step(f, t, y, h, tableau, k1=k1, rtol=rtol, atol=atol, stiffness=stiffness)
+        nfev += res.nfev
+        n_attempts += 1
+        q = float(getval(res.error_norm))
+        if not np.isfinite(q):
+            raise NonFiniteError(f"the error estimate is NaN/Inf at t={t!r}, h={h!r}", t=t)
+        accepted = convention.accept(q)
+        h_abs_next, state = convention.propose(q, abs(h), accepted, rejected_before, state, tableau)
+        records.append(_record(res, t, h, t_new, accepted, reshape))
+        if accepted:
+            return res, t_new, h, h_abs_next, state, n_attempts, nfev
+        rejected_before = True
+        h_abs = h_abs_next
 
 
 def _extended(cache, j, f, tableau, t, y, h, K, t_new, y_new):
@@ -354,7 +386,7 @@ class DenseOutput:
         self.nfev = 0
         t0, t1 = t_span
         self._direction = 1.0 if t1 > t0 else -1.0
-        ends = np.array([s.t + s.h for s in self._steps])
+        ends = np.array([s.t_new for s in self._steps])
         self._ends = ends * self._direction
 
     def _stages(self, j):
@@ -363,7 +395,7 @@ class DenseOutput:
             K = np.reshape(s.stages, (s.stages.shape[0], -1))
             K_ext, n = _extend_stages(
                 lambda t, y: np.asarray(getval(self._f(t, y))), self.tableau, s.t,
-                np.reshape(s.y, -1), s.h, K, s.t + s.h, np.reshape(s.y_new, -1),
+                np.reshape(s.y, -1), s.h, K, s.t_new, np.reshape(s.y_new, -1),
             )
             self.nfev += n
             self._ext[j] = np.asarray(K_ext)
@@ -414,6 +446,7 @@ class Solution:
     convention: str
     t_span: tuple
     saves: list[Save] = field(default_factory=list, repr=False)
+    stats: dict | None = field(default=None, repr=False)
 
     @property
     def accepted_steps(self) -> list[StepRecord]:
@@ -423,7 +456,7 @@ class Solution:
     def t_accepted(self) -> np.ndarray:
         """t0 followed by the end time of every accepted step."""
         acc = self.accepted_steps
-        return np.array([self.t_span[0]] + [s.t + s.h for s in acc])
+        return np.array([self.t_span[0]] + [s.t_new for s in acc])
 
     def __repr__(self) -> str:
         return (
@@ -486,16 +519,22 @@ def solve_ivp(
         f, t0, t1, y0.reshape(-1), tableau, conv, rtol=rtol, atol=atol, first_step=first_step,
         max_step=max_step, t_eval=t_eval, max_steps=max_steps, stiffness=stiffness, shape=shape,
     )
+    return solution_from_result(res, f, shape, (t0, t1))
+
+
+def solution_from_result(res: IntegrationResult, f, shape, t_span) -> Solution:
+    """Package an :class:`IntegrationResult` as a (non-differentiable) :class:`Solution`."""
     ts = np.array([s.t for s in res.saves])
     ys = np.stack([np.reshape(getval(o), shape) for o in res.outputs])
     n_acc = len(res.accepted_index)
+    tableau = res.tableau
     dense = DenseOutput(f, tableau, [res.records[i] for i in res.accepted_index], res.extended_stages,
-                        shape, (t0, t1))
+                        shape, t_span)
     return Solution(
         ts=ts, ys=ys, steps=res.records, nfev=res.nfev, n_accepted=n_acc,
         n_rejected=len(res.records) - n_acc, R_E=float(getval(res.R_E)),
         R_S=None if tableau.stiffness_pair is None else float(getval(res.R_S)),
-        sol=dense, method=tableau.name, convention=conv.name, t_span=(t0, t1), saves=res.saves,
+        sol=dense, method=tableau.name, convention=res.convention.name, t_span=t_span, saves=res.saves,
     )
 
 
