@@ -68,6 +68,7 @@ __all__ = [
     "AdjointSweep",
     "AdjointStepRecord",
     "flatten_params",
+    "frozen_grid_solve",
 ]
 
 ADJOINTS = ("discrete", "tape", "backsolve", "interpolating", "quadrature")
@@ -204,6 +205,9 @@ def _make_context(fun, y0, ts, params, method, convention, rtol, atol, first_ste
     ts = np.asarray(ts, dtype=float)
     if ts.ndim != 1 or ts.size < 2:
         raise ValueError("ts must be a 1-D array of at least two times (ts[0] = t0, ts[-1] = t1)")
+    d = np.diff(ts)
+    if not (np.all(d > 0) or np.all(d < 0)):
+        raise ValueError("ts must be strictly monotonic (increasing, or decreasing to integrate backwards)")
     t0, t1, y0_val, atol, t_eval = validate_inputs(
         (ts[0], ts[-1]), y0, rtol, atol, ts, first_step, max_step, max_steps, stiffness
     )
@@ -623,3 +627,27 @@ def odeint_regularized(fun: Callable, y0, ts, params=None, *, method="tsit5", co
     info = ctx.info
     info.stats = ctx.stats
     return ys, R_E, R_S, info
+
+
+def frozen_grid_solve(fun: Callable, y0, ts, params, info: Solution, *, rtol=1e-6, atol=1e-6,
+                      stiffness="rms_ratio", e_variant="sum", s_variant="sum"):
+    """The frozen-grid map of DESIGN §5/§6: replay the accepted steps (t_j, h_j) of ``info`` from new
+    (y0, params) — no step-size control, every step accepted — and return ``(ys, R_E, R_S)``.
+
+    This is the function whose exact derivative the discrete adjoint computes; it is autograd-traceable
+    and plain-NumPy evaluable, so tests take central differences of it.  ``rtol``, ``atol``, ``stiffness``
+    must be those of the solve that produced ``info``.
+    """
+    from .tableaus import TABLEAUS
+
+    frozen = [(s.t, s.h, s.t_new) for s in info.accepted_steps]
+    ctx = _make_context(fun, y0, ts, params, TABLEAUS[info.method], info.convention, rtol, atol, None,
+                        np.inf, 100000, stiffness, "tape", None, None)
+    theta, _ = flatten_params(params)
+    res, _ = ctx.run_forward(anp.reshape(y0, (-1,)) * 1.0, theta, frozen_steps=frozen)
+    ctx.result = res
+    ys = anp.stack([anp.reshape(o, ctx.shape) for o in res.outputs])
+    E = anp.stack(res.E)
+    S = anp.stack(res.S) if res.S else anp.zeros(0)
+    R_E, R_S = _regularizer_sums(ctx, E, S, e_variant, s_variant)
+    return ys, R_E, R_S

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install ndereg_ref with its test extra into ./.venv and run the test suite.
+#   bash scripts/test.sh                 # default suite (slow tests excluded)
+#   bash scripts/test.sh -m slow         # only the slow tests
+#   WITH_CROSSCHECK=1 bash scripts/test.sh   # also install torch/torchdiffeq/jax/diffrax/nodepy so the
+#                                            # cross-implementation tests run instead of skipping
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+python -m pip install -q -e ".[test]"
+if [ "${WITH_CROSSCHECK:-0}" = 1 ]; then
+  # Large optional wheels; the suite skips (with a reason) what cannot be installed.
+  python -m pip install -q -e ".[crosscheck]" || echo "note: crosscheck extra could not be installed"
+fi
+exec python -m pytest "$@"
