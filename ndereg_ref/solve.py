@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import autograd.numpy as anp
 import numpy as np
-from autograd.tracer import getval
+from autograd.tracer import Box, getval
 
 from .conventions import Convention, get_convention
 from .errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
@@ -78,12 +78,17 @@ def _flat_field(fun, args, shape):
     """Wrap ``fun(t, y, *args)`` (y of shape ``shape``) as a field on flat vectors, checking its output."""
 
     def f(t, y):
-        out = fun(t, anp.reshape(y, shape), *args)
-        if anp.shape(out) != shape:
-            raise ValueError(
-                f"fun returned an array of shape {anp.shape(out)}, expected {shape} (the shape of y0)"
-            )
-        return anp.reshape(out, (-1,))
+        out = fun(t, anp.reshape(y, shape) if isinstance(y, Box) else y.reshape(shape), *args)
+        if isinstance(out, Box):
+            if anp.shape(out) != shape:
+                raise ValueError(
+                    f"fun returned an array of shape {anp.shape(out)}, expected {shape} (the shape of y0)"
+                )
+            return anp.reshape(out, (-1,))
+        out = np.asarray(out)
+        if out.shape != shape:
+            raise ValueError(f"fun returned an array of shape {out.shape}, expected {shape} (the shape of y0)")
+        return out.reshape(-1)
 
     return f
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-import autograd.numpy as np
-from autograd.tracer import getval
+import autograd.numpy as anp
+import numpy
+from autograd.tracer import Box, getval
 
 from .errors import NonFiniteError
 from .tableaus import Tableau
@@ -46,14 +47,19 @@ class StepResult(NamedTuple):
 
     t: float
     h: float
-    y: np.ndarray
-    y_new: np.ndarray
-    y_err: np.ndarray
-    stages: np.ndarray
-    stage_states: np.ndarray
+    y: numpy.ndarray
+    y_new: numpy.ndarray
+    y_err: numpy.ndarray
+    stages: numpy.ndarray
+    stage_states: numpy.ndarray
     error_norm: float
     stiffness: float | None
     nfev: int
+
+
+def _xp(*xs):
+    """autograd.numpy if any argument is being traced, else plain numpy (5–10× less call overhead)."""
+    return anp if any(isinstance(x, Box) for x in xs) else numpy
 
 
 def rms_norm(x):
@@ -61,6 +67,7 @@ def rms_norm(x):
 
     At x = 0 the value is 0 and autograd gets the zero subgradient instead of 0·∞ = NaN.
     """
+    np = _xp(x)
     sq = np.dot(x, x)
     positive = getval(sq) > 0
     root = np.sqrt(sq if positive else 1.0)
@@ -69,6 +76,7 @@ def rms_norm(x):
 
 def error_scale(y, y_new, rtol, atol):
     """sc = atol + rtol · max(|y_n|, |y_{n+1}|), elementwise (DESIGN §2; scipy's operation order)."""
+    np = _xp(y, y_new)
     return atol + np.maximum(np.abs(y), np.abs(y_new)) * rtol
 
 
@@ -79,6 +87,7 @@ def error_norm(tableau: Tableau, K, h, y, y_new, rtol, atol):
     (Hairer–Wanner dop853.f; HNW I §II.10): with err5 = Kᵀe5/sc, err3 = Kᵀe3/sc,
     E = |h| ‖err5‖² / sqrt(n (‖err5‖² + 0.01 ‖err3‖²)), and E = 0 when both vanish.
     """
+    np = _xp(K, y, y_new)
     sc = error_scale(y, y_new, rtol, atol)
     if tableau.e3 is None:
         y_err = np.dot(K.T, tableau.e) * h
@@ -96,6 +105,7 @@ def error_norm(tableau: Tableau, K, h, y, y_new, rtol, atol):
 
 def _safe_ratio(num, den):
     """num / den with 0 where den == 0 (DESIGN §4: zero denominators give 0, never NaN)."""
+    np = _xp(num, den)
     nonzero = getval(den) != 0
     return np.where(nonzero, num / np.where(nonzero, den, 1.0), 0.0)
 
@@ -114,6 +124,7 @@ def stiffness_estimate(tableau: Tableau, K, Y, h, variant: str = "rms_ratio"):
     """
     if tableau.stiffness_pair is None:
         return None
+    np = _xp(K, Y)
     ix, iy = tableau.stiffness_pair
     dk = K[iy] - K[ix]
     dY = Y[iy] - Y[ix]
@@ -127,7 +138,7 @@ def stiffness_estimate(tableau: Tableau, K, Y, h, variant: str = "rms_ratio"):
 
 
 def _check_finite(k, t, what):
-    if not np.all(np.isfinite(getval(k))):
+    if not numpy.all(numpy.isfinite(getval(k))):
         raise NonFiniteError(f"the vector field returned NaN/Inf at t={float(getval(t))!r} ({what})", t=t)
 
 
@@ -159,7 +170,7 @@ def rk_step(
     Example
     -------
     >>> from ndereg_ref.tableaus import TABLEAUS
-    >>> r = rk_step(lambda t, y: -y, 0.0, np.array([1.0]), 0.1, TABLEAUS["bs3"])
+    >>> r = rk_step(lambda t, y: -y, 0.0, numpy.array([1.0]), 0.1, TABLEAUS["bs3"])
     >>> round(float(r.y_new[0]), 6)  # exp(-0.1) = 0.904837...
     0.904833
     """
@@ -170,29 +181,51 @@ def rk_step(
         k1 = fun(t, y)
         nfev += 1
         _check_finite(k1, t, "stage 1")
-    K = [k1]
-    Y = [y]
+    # Traced iff y or f's output is an autograd box (boxed params make every stage a box).  Untraced, the
+    # stages live in one preallocated (s, n) array, as in scipy; traced, in a list that is stacked (autograd
+    # cannot follow in-place writes).  Both give K[:i] the same memory layout, hence the same rounding.
+    traced = isinstance(y, Box) or isinstance(k1, Box)
+    np = anp if traced else numpy
+    if traced:
+        K, Y = [k1], [y]
+
+        def stages_so_far():
+            return np.stack(K)
+
+        def store(i, ki, Yi):
+            K.append(ki)
+            Y.append(Yi)
+    else:
+        K = numpy.empty((s, numpy.size(y)))
+        Y = numpy.empty_like(K)
+        K[0], Y[0] = k1, y
+        n_done = [1]
+
+        def stages_so_far():
+            return K[: n_done[0]]
+
+        def store(i, ki, Yi):
+            K[i], Y[i] = ki, Yi
+            n_done[0] = i + 1
+
     last = s - 1 if tableau.fsal else s
     for i in range(1, last):
-        Yi = y + np.dot(np.stack(K).T, A[i, :i]) * h
+        Yi = y + np.dot(stages_so_far().T, A[i, :i]) * h
         ki = fun(t + c[i] * h, Yi)
         _check_finite(ki, t, f"stage {i + 1}")
-        K.append(ki)
-        Y.append(Yi)
+        store(i, ki, Yi)
         nfev += 1
     if tableau.fsal:
         # y_{n+1} from the first s−1 stages, then the FSAL stage at (t + h, y_{n+1}).
-        y_new = y + h * np.dot(np.stack(K).T, tableau.b[:-1])
+        y_new = y + h * np.dot(stages_so_far().T, tableau.b[:-1])
         k_last = fun(t + h, y_new)
         _check_finite(k_last, t, f"stage {s} (FSAL)")
-        K.append(k_last)
-        Y.append(y_new)
+        store(s - 1, k_last, y_new)
         nfev += 1
-        K = np.stack(K)
     else:
-        K = np.stack(K)
-        y_new = y + h * np.dot(K.T, tableau.b)
-    Y = np.stack(Y)
+        y_new = y + h * np.dot(stages_so_far().T, tableau.b)
+    if traced:
+        K, Y = np.stack(K), np.stack(Y)
     E, y_err = error_norm(tableau, K, h, y, y_new, rtol, atol)
     S = stiffness_estimate(tableau, K, Y, h, stiffness)
     return StepResult(t, h, y, y_new, y_err, K, Y, E, S, nfev)
