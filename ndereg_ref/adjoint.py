@@ -154,6 +154,7 @@ class _Context:
     adjoint: str
     adjoint_rtol: float
     adjoint_atol: float
+    n_control: int | None = None
     result: object = None
     theta: object = None
     y0: object = None
@@ -169,7 +170,7 @@ class _Context:
         res = integrate(
             f, self.t0, self.t1, y0_flat, self.tableau, self.convention, rtol=self.rtol, atol=self.atol,
             first_step=self.first_step, max_step=self.max_step, t_eval=self.ts, max_steps=self.max_steps,
-            stiffness=self.stiffness, shape=self.shape, frozen_steps=frozen_steps,
+            stiffness=self.stiffness, shape=self.shape, frozen_steps=frozen_steps, n_control=self.n_control,
         )
         return res, f
 
@@ -199,7 +200,7 @@ class _Context:
 
 
 def _make_context(fun, y0, ts, params, method, convention, rtol, atol, first_step, max_step, max_steps,
-                  stiffness, adjoint, adjoint_rtol, adjoint_atol):
+                  stiffness, adjoint, adjoint_rtol, adjoint_atol, n_control=None):
     if adjoint not in ADJOINTS:
         raise ValueError(f"unknown adjoint {adjoint!r}; expected one of {ADJOINTS}")
     ts = np.asarray(ts, dtype=float)
@@ -223,6 +224,7 @@ def _make_context(fun, y0, ts, params, method, convention, rtol, atol, first_ste
         adjoint_rtol=rtol if adjoint_rtol is None else adjoint_rtol,
         adjoint_atol=(atol if np.ndim(atol) == 0 else float(np.min(atol))) if adjoint_atol is None
         else adjoint_atol,
+        n_control=n_control,
     )
 
 
@@ -408,15 +410,17 @@ def discrete_adjoint_sweep(ctx: _Context, g_ys, g_E, g_S, *, record: bool = Fals
                 w = tab.dense_weights(sv.theta)
                 yb += g_ys[i]
                 Kb[: w.size] += h * np.outer(w, g_ys[i])
+        cs = slice(0, n if ctx.n_control is None else ctx.n_control)  # elements under step control
         if g_E[j] != 0:
-            dK, dy, dyn = _error_norm_vjp(tab, K, h, y, y_new, ctx.rtol, ctx.atol, g_E[j])
-            Kb[:s] += dK
-            yb += dy
-            lam_new += dyn
+            atol_c = ctx.atol[cs] if np.ndim(ctx.atol) else ctx.atol
+            dK, dy, dyn = _error_norm_vjp(tab, K[:, cs], h, y[cs], y_new[cs], ctx.rtol, atol_c, g_E[j])
+            Kb[:s, cs] += dK
+            yb[cs] += dy
+            lam_new[cs] += dyn
         if has_S and g_S[j] != 0:
-            dK, dY = _stiffness_vjp(tab, K, Y, h, ctx.stiffness, g_S[j])
-            Kb[:s] += dK
-            Yb += dY
+            dK, dY = _stiffness_vjp(tab, K[:, cs], Y[:, cs], h, ctx.stiffness, g_S[j])
+            Kb[:s, cs] += dK
+            Yb[:, cs] += dY
         if carry_k1 is not None:
             if tab.fsal:
                 Kb[s - 1] += carry_k1
@@ -554,9 +558,9 @@ def _regularizer_sums(ctx, E, S, e_variant, s_variant):
 
 
 def _run(fun, y0, ts, params, method, convention, rtol, atol, adjoint, first_step, max_step, max_steps,
-         stiffness, adjoint_rtol, adjoint_atol):
+         stiffness, adjoint_rtol, adjoint_atol, n_control=None):
     ctx = _make_context(fun, y0, ts, params, method, convention, rtol, atol, first_step, max_step,
-                        max_steps, stiffness, adjoint, adjoint_rtol, adjoint_atol)
+                        max_steps, stiffness, adjoint, adjoint_rtol, adjoint_atol, n_control)
     y0_flat = anp.reshape(y0 if not isinstance(getval(y0), (list, tuple)) else np.asarray(y0, float), (-1,))
     y0_flat = y0_flat * 1.0  # ints → floats without breaking the trace
     theta, _ = flatten_params(params)
@@ -581,13 +585,16 @@ def _run(fun, y0, ts, params, method, convention, rtol, atol, adjoint, first_ste
 
 def odeint(fun: Callable, y0, ts, params=None, *, method="tsit5", convention="ordinarydiffeq", rtol=1e-6,
            atol=1e-6, adjoint="discrete", first_step=None, max_step=np.inf, max_steps=100000,
-           stiffness="rms_ratio", adjoint_rtol=None, adjoint_atol=None):
+           stiffness="rms_ratio", adjoint_rtol=None, adjoint_atol=None, n_control=None):
     """Solve y' = fun(t, y, params) from y(ts[0]) = y0 and return y at ``ts``: shape (len(ts), *y0.shape).
 
     Differentiable with autograd (``autograd.grad``, ``make_vjp``) with respect to ``y0`` and ``params``
     (an array or a list/tuple of arrays) through the adjoint chosen by ``adjoint`` (module docstring:
     ``"discrete"``, ``"tape"``, ``"backsolve"``, ``"interpolating"``, ``"quadrature"``).  The solver
     arguments are those of :func:`ndereg_ref.solve_ivp` (t_span = (ts[0], ts[-1]), t_eval = ts).
+    ``n_control``: only the first ``n_control`` elements of the flattened state are under step control
+    (for auxiliary integral states, DESIGN §5).  ``adjoint_rtol``/``adjoint_atol``: tolerances of the
+    backward solves of the continuous adjoints (default: the forward ones).
 
     Example
     -------
@@ -598,14 +605,14 @@ def odeint(fun: Callable, y0, ts, params=None, *, method="tsit5", convention="or
     -0.60653
     """
     _, ys, _, _ = _run(fun, y0, ts, params, method, convention, rtol, atol, adjoint, first_step, max_step,
-                       max_steps, stiffness, adjoint_rtol, adjoint_atol)
+                       max_steps, stiffness, adjoint_rtol, adjoint_atol, n_control)
     return ys
 
 
 def odeint_regularized(fun: Callable, y0, ts, params=None, *, method="tsit5", convention="ordinarydiffeq",
                        rtol=1e-6, atol=1e-6, adjoint="discrete", first_step=None, max_step=np.inf,
                        max_steps=100000, stiffness="rms_ratio", e_variant="sum", s_variant="sum",
-                       adjoint_rtol=None, adjoint_atol=None):
+                       adjoint_rtol=None, adjoint_atol=None, n_control=None):
     """Like :func:`odeint`, also returning the solver-heuristic regularizers (DESIGN §5).
 
     Returns ``(ys, R_E, R_S, info)`` with, over the accepted steps j of the solve,
@@ -622,7 +629,7 @@ def odeint_regularized(fun: Callable, y0, ts, params=None, *, method="tsit5", co
     if s_variant not in S_VARIANTS:
         raise ValueError(f"unknown s_variant {s_variant!r}; expected one of {S_VARIANTS}")
     ctx, ys, E, S = _run(fun, y0, ts, params, method, convention, rtol, atol, adjoint, first_step, max_step,
-                         max_steps, stiffness, adjoint_rtol, adjoint_atol)
+                         max_steps, stiffness, adjoint_rtol, adjoint_atol, n_control)
     R_E, R_S = _regularizer_sums(ctx, E, S, e_variant, s_variant)
     info = ctx.info
     info.stats = ctx.stats
@@ -630,7 +637,7 @@ def odeint_regularized(fun: Callable, y0, ts, params=None, *, method="tsit5", co
 
 
 def frozen_grid_solve(fun: Callable, y0, ts, params, info: Solution, *, rtol=1e-6, atol=1e-6,
-                      stiffness="rms_ratio", e_variant="sum", s_variant="sum"):
+                      stiffness="rms_ratio", e_variant="sum", s_variant="sum", n_control=None):
     """The frozen-grid map of DESIGN §5/§6: replay the accepted steps (t_j, h_j) of ``info`` from new
     (y0, params) — no step-size control, every step accepted — and return ``(ys, R_E, R_S)``.
 
@@ -642,7 +649,7 @@ def frozen_grid_solve(fun: Callable, y0, ts, params, info: Solution, *, rtol=1e-
 
     frozen = [(s.t, s.h, s.t_new) for s in info.accepted_steps]
     ctx = _make_context(fun, y0, ts, params, TABLEAUS[info.method], info.convention, rtol, atol, None,
-                        np.inf, 100000, stiffness, "tape", None, None)
+                        np.inf, 100000, stiffness, "tape", None, None, n_control)
     theta, _ = flatten_params(params)
     res, _ = ctx.run_forward(anp.reshape(y0, (-1,)) * 1.0, theta, frozen_steps=frozen)
     ctx.result = res

@@ -190,6 +190,7 @@ def integrate(
     stiffness: str = "rms_ratio",
     shape: tuple = None,
     frozen_steps: Sequence[tuple[float, float, float]] | None = None,
+    n_control: int | None = None,
 ) -> IntegrationResult:
     """The adaptive loop on a flat field ``f(t, y)``; inputs are assumed validated.
 
@@ -199,6 +200,8 @@ def integrate(
 
     ``frozen_steps``: a list of accepted (t, h, t_new) to replay instead of step-size control — the
     *frozen-grid map* of DESIGN §5/§6 (every step accepted, same outputs, same R_E/R_S formulas).
+    ``n_control``: only the first ``n_control`` flat state elements enter E, S and the initial step
+    (auxiliary integral states are excluded from step control).
     """
     shape = y0.shape if shape is None else shape
     direction = 1.0 if t1 > t0 else -1.0
@@ -219,9 +222,22 @@ def integrate(
             f(t0, y0)
             nfev += 1
         if first_step is None:
-            h_abs, n = convention.initial_step(
-                f_plain, t0, getval(y0), getval(k1), t1, tableau, rtol, atol, max_step
-            )
+            if n_control is None:
+                h_abs, n = convention.initial_step(
+                    f_plain, t0, getval(y0), getval(k1), t1, tableau, rtol, atol, max_step
+                )
+            else:
+                y0_plain = np.asarray(getval(y0))
+                extra = y0_plain[n_control:]
+
+                def f_sub(t, y_c):
+                    return f_plain(t, np.concatenate([y_c, extra]))[:n_control]
+
+                atol_c = atol[:n_control] if np.ndim(atol) else atol
+                h_abs, n = convention.initial_step(
+                    f_sub, t0, y0_plain[:n_control], np.asarray(getval(k1))[:n_control], t1, tableau, rtol,
+                    atol_c, max_step,
+                )
             nfev += n
         else:
             h_abs = float(first_step)
@@ -256,14 +272,15 @@ def integrate(
         j = len(accepted_index)
         if frozen_steps is not None:
             _, h, t_new = frozen_steps[j]
-            res = rk_step(f, t, y, h, tableau, k1=k1, rtol=rtol, atol=atol, stiffness=stiffness)
+            res = rk_step(f, t, y, h, tableau, k1=k1, rtol=rtol, atol=atol, stiffness=stiffness,
+                          n_control=n_control)
             nfev += res.nfev
             records.append(_record(res, t, h, t_new, True, reshape))
             h_abs_next = h_abs
         else:
             res, t_new, h, h_abs_next, state, n_attempts, nf = _attempt_until_accepted(
                 f, t, y, k1, h_abs, t1, direction, tableau, convention, state, rtol, atol, stiffness,
-                max_step, max_steps, n_attempts, records, reshape,
+                max_step, max_steps, n_attempts, records, reshape, n_control,
             )
             nfev += nf
         accepted_index.append(len(records) - 1)
@@ -324,7 +341,7 @@ def _record(res, t, h, t_new, accepted, reshape) -> StepRecord:
 
 
 def _attempt_until_accepted(f, t, y, k1, h_abs, t1, direction, tableau, convention, state, rtol, atol,
-                            stiffness, max_step, max_steps, n_attempts, records, reshape):
+                            stiffness, max_step, max_steps, n_attempts, records, reshape, n_control=None):
     """Attempt steps from (t, y) until one is accepted (scipy's ``_step_impl`` logic, generalised).
 
     Returns the accepted StepResult, t_new, h, the next proposed |h|, the controller state, the attempt
@@ -352,7 +369,8 @@ def _attempt_until_accepted(f, t, y, k1, h_abs, t1, direction, tableau, conventi
         t_new = convention.snap_to_end(t_new, t1)
         if convention.recompute_h or t_new == t1:
             h = t_new - t
-        res = rk_step(f, t, y, h, tableau, k1=k1, rtol=rtol, atol=atol, stiffness=stiffness)
+        res = rk_step(f, t, y, h, tableau, k1=k1, rtol=rtol, atol=atol, stiffness=stiffness,
+                      n_control=n_control)
         nfev += res.nfev
         n_attempts += 1
         q = float(getval(res.error_norm))

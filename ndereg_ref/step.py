@@ -153,6 +153,7 @@ def rk_step(
     rtol: float = 1e-3,
     atol: float = 1e-6,
     stiffness: str = "rms_ratio",
+    n_control: int | None = None,
 ) -> StepResult:
     """Take one explicit RK step of size h from (t, y) — no accept/reject, no step-size control.
 
@@ -164,6 +165,8 @@ def rk_step(
     k1 : f(t, y) if already known (FSAL reuse / first step), else evaluated here.
     rtol, atol : tolerances of the scaled error norm (scalars or (n,) arrays).
     stiffness : variant of :func:`stiffness_estimate`.
+    n_control : if given, E and S use only the first ``n_control`` state elements (auxiliary states such as
+        TayNODE/RNODE integrals are "excluded from step control", DESIGN §5); ``y_err`` stays full-size.
 
     Returns a :class:`StepResult`.  Formulas: module docstring; reference HNW I §II.4 and DESIGN §2.
 
@@ -226,6 +229,13 @@ def rk_step(
         y_new = y + h * np.dot(stages_so_far().T, tableau.b)
     if traced:
         K, Y = np.stack(K), np.stack(Y)
-    E, y_err = error_norm(tableau, K, h, y, y_new, rtol, atol)
-    S = stiffness_estimate(tableau, K, Y, h, stiffness)
+    if n_control is None:
+        E, y_err = error_norm(tableau, K, h, y, y_new, rtol, atol)
+        S = stiffness_estimate(tableau, K, Y, h, stiffness)
+    else:
+        c_ = slice(0, n_control)
+        atol_c = atol[c_] if numpy.ndim(atol) else atol
+        E, _ = error_norm(tableau, K[:, c_], h, y[c_], y_new[c_], rtol, atol_c)
+        S = stiffness_estimate(tableau, K[:, c_], Y[:, c_], h, stiffness)
+        y_err = np.dot(K.T, tableau.e) * h
     return StepResult(t, h, y, y_new, y_err, K, Y, E, S, nfev)
