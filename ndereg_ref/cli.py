@@ -1,0 +1,56 @@
+"""Command line: ``ndereg-ref reproduce | trace | crosscheck`` (argument parsing only).
+
+    ndereg-ref reproduce spiral --quick          # the README's main job (≈ 1 minute)
+    ndereg-ref reproduce classify --out results/classify
+    ndereg-ref trace --problem vdp --method dp5 --convention scipy -o vdp.json
+    ndereg-ref crosscheck --against scipy
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXPERIMENTS = ("spiral", "classify", "spiral-sde")
+
+
+def _reproduce(argv) -> int:
+    ap = argparse.ArgumentParser(prog="ndereg-ref reproduce",
+                                 description="Reproduce a paper experiment at laptop scale: prints a table, "
+                                             "writes table.md, results.json and PNG plots.")
+    ap.add_argument("experiment", choices=EXPERIMENTS)
+    ap.add_argument("--quick", action="store_true", help="reduced version (about a minute)")
+    ap.add_argument("--out", default=None, help="output directory (default results/<experiment>)")
+    ap.add_argument("--seeds", type=int, default=None, help="number of seeds (default: 3, quick: 1)")
+    ap.add_argument("--iters", type=int, default=None, help="training iterations (override)")
+    ap.add_argument("--methods", default=None, help="comma-separated subset of methods")
+    ap.add_argument("--progress", action="store_true", help="show progress bars")
+    args = ap.parse_args(argv)
+    from .experiments import run_experiment
+
+    run_experiment(args.experiment, quick=args.quick, out=args.out, n_seeds=args.seeds, iters=args.iters,
+                   methods=None if args.methods is None else args.methods.split(","), progress=args.progress)
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"reproduce": _reproduce, "trace": None, "crosscheck": None}
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
+        print(__doc__.strip())
+        print(f"\ncommands: {', '.join(commands)}  (ndereg-ref <command> --help)")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "trace":
+        from .oracle import trace_main
+
+        return trace_main(rest)
+    if cmd == "crosscheck":
+        from .oracle import crosscheck_main
+
+        return crosscheck_main(rest)
+    return _reproduce(rest)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""Regularizers of neural ODEs: solver heuristics (ERNODE, SRNODE, local) and the baselines (STEER,
+TayNODE, RNODE).  DESIGN.md §5.
+
+Global solver-heuristic regularizers come straight out of :func:`ndereg_ref.odeint_regularized`:
+
+    R_E = Σ_j E_j |h_j|   (ERNODE, Pal et al. ICML 2021, eq. (5))
+    R_S = Σ_j S_j |h_j|   (SRNODE, ibid. eq. (6))
+
+over the accepted steps j, differentiated by the discrete adjoint with frozen h_j.  This module adds:
+
+* **local regularization** (Pal, Edelman & Rackauckas, ICML 2023, Alg. 1): draw one time t_r — uniformly in
+  [t0, t1] (*unbiased*) or uniformly among the solver's accepted step times without the final one
+  (*biased*) — then, with no gradient, u_r = y(t_r) (dense output), k_1 = f(t_r, u_r) and Hairer's initial
+  step h_r from (t_r, u_r) with dtmax = t1 − t_r; with gradient w.r.t. the parameters only, take one Tsit5
+  step from (t_r, u_r, k_1) with step h_r and return r = E(t_r)·h_r.  Composes with any adjoint.
+* **STEER** (Ghosh et al., NeurIPS 2020): train with the end time T ~ U(t1 − b, t1 + b).
+* **TayNODE** (Kelly et al., NeurIPS 2020): R_K = ∫ ‖d^K z/dt^K‖² / D dt, the K-th total time derivative
+  along the flow (K = 2: J f + ∂f/∂t), obtained by nesting autograd forward-mode derivatives.
+* **RNODE** (Finlay et al., ICML 2020): ∫ ½ mean(f²) dt + ∫ ‖εᵀ ∂f/∂z‖²/D dt, ε Rademacher or Gaussian
+  (Hutchinson's estimator of the Jacobian's Frobenius norm).
+
+TayNODE and RNODE integrals are extra states appended to the flattened state and *excluded from step
+control* (``n_control``), so they do not change the step sequence of z.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import autograd.numpy as anp
+import numpy as np
+from autograd import make_jvp, make_vjp
+from autograd.tracer import getval
+
+from .adjoint import odeint_regularized
+from .conventions import hairer_initial_step
+from .solve import Solution
+from .step import rk_step
+from .tableaus import get_tableau
+
+__all__ = [
+    "LocalSample",
+    "sample_local_time",
+    "local_error_step",
+    "local_regularization",
+    "steer_end_time",
+    "total_time_derivative",
+    "taynode_integrand",
+    "taynode_solve",
+    "rnode_integrands",
+    "rnode_solve",
+    "SAMPLINGS",
+]
+
+SAMPLINGS = ("unbiased", "biased")
+
+
+# --------------------------------------------------------------------------------------------------
+# local regularization
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LocalSample:
+    """What the local regularizer drew (all constants for the gradient).
+
+    t_r : sampled time;  h_r : the step of the regularizing Tsit5 step;  u_r : y(t_r);  k1 : f(t_r, u_r);
+    nfev : evaluations spent outside the differentiated step (k_1 and Hairer's probe) + the step's own.
+    """
+
+    sampling: str
+    t_r: float
+    h_r: float
+    u_r: np.ndarray
+    k1: np.ndarray
+    nfev: int
+
+
+def sample_local_time(rng: np.random.Generator, sampling: str, t_span, step_times=None) -> float:
+    """Draw t_r for local regularization (Pal et al. 2023, §3).
+
+    unbiased: t_r ~ U(t0, t1).   biased: t_r uniform over ``step_times`` without the final time — the
+    accepted step times of the solve, [t0, t_1, …, t_{N−1}] (or the user's save times if given instead).
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError("rng must be a numpy.random.Generator (every draw takes an explicit generator)")
+    t0, t1 = float(t_span[0]), float(t_span[1])
+    if sampling == "unbiased":
+        return float(rng.uniform(t0, t1))
+    if sampling == "biased":
+        if step_times is None:
+            raise ValueError("biased sampling needs the solver's step times (or the save times)")
+        candidates = np.asarray(step_times, dtype=float)
+        candidates = candidates[candidates != t1]
+        if candidates.size == 0:
+            raise ValueError("biased sampling: no step time other than the final time to draw from")
+        return float(candidates[rng.integers(candidates.size)])
+    raise ValueError(f"unknown sampling {sampling!r}; expected one of {SAMPLINGS}")
+
+
+def _flat(fun, params, shape):
+    def f(t, y):
+        return anp.reshape(fun(t, anp.reshape(y, shape), params), (-1,))
+
+    return f
+
+
+def local_error_step(fun: Callable, params, t_r: float, u_r, k1, h_r: float, *, rtol: float, atol,
+                     method="tsit5"):
+    """r = E(t_r)·h_r: the scaled error norm of one (Tsit5) step from (t_r, u_r) with the given k_1 and step
+    h_r, no accept/reject (Pal et al. 2023, Alg. 1).  Differentiable w.r.t. ``params`` only: u_r, k_1, t_r
+    and h_r are constants (so ∂r/∂y0 = 0 exactly)."""
+    u_r = np.asarray(getval(u_r))
+    shape = u_r.shape
+    res = rk_step(_flat(fun, params, shape), t_r, u_r.reshape(-1), h_r, get_tableau(method),
+                  k1=np.reshape(getval(k1), -1), rtol=rtol, atol=atol)
+    return res.error_norm * abs(h_r)
+
+
+def local_regularization(fun: Callable, params, info: Solution, rng: np.random.Generator, *,
+                         sampling: str = "unbiased", rtol: float = 1e-6, atol=1e-6, method="tsit5",
+                         save_times=None):
+    """The local regularizer r = E(t_r)·h_r of Pal et al. 2023 for the solve ``info`` (module docstring).
+
+    ``info`` is the forward :class:`Solution` of the data solve (any adjoint).  Biased sampling draws from
+    its accepted step times (or from ``save_times`` if given).  h_r is Hairer's initial step at (t_r, u_r)
+    with the method's order and dtmax = t1 − t_r (OrdinaryDiffEq's ``ode_determine_initdt``).
+    Returns ``(r, LocalSample)``; r is differentiable w.r.t. params only.
+    """
+    t0, t1 = info.t_span
+    step_times = save_times if save_times is not None else info.t_accepted
+    t_r = sample_local_time(rng, sampling, (t0, t1), step_times)
+    p = getval(params)
+    u_r = np.asarray(info.sol(t_r))
+    shape = u_r.shape
+    f_plain = _flat(fun, p, shape)
+    k1 = np.asarray(f_plain(t_r, u_r.reshape(-1)))
+    tableau = get_tableau(method)
+    dtmax = abs(t1 - t_r)
+    if dtmax == 0:
+        raise ValueError("local regularization drew t_r = t1: no room for a step")
+    h_r, n_probe = hairer_initial_step(f_plain, t_r, u_r.reshape(-1), k1, t1, tableau.order, rtol,
+                                       np.reshape(atol, -1) if np.ndim(atol) else atol, dtmax,
+                                       julia_shortcut=True)
+    h_r = h_r if t1 > t0 else -h_r
+    r = local_error_step(fun, params, t_r, u_r, k1, h_r, rtol=rtol, atol=atol, method=method)
+    nfev = 1 + n_probe + tableau.n_stages - 1
+    return r, LocalSample(sampling, t_r, h_r, u_r, k1.reshape(shape), nfev)
+
+
+# --------------------------------------------------------------------------------------------------
+# STEER
+# --------------------------------------------------------------------------------------------------
+def steer_end_time(rng: np.random.Generator, t1: float, b: float, t0: float = 0.0) -> float:
+    """STEER's stochastic end time T ~ U(t1 − b, t1 + b), with 0 < b < t1 − t0 (Ghosh et al. 2020, §3)."""
+    if not 0 < b < t1 - t0:
+        raise ValueError(f"STEER needs 0 < b < t1 - t0, got b={b}")
+    return float(rng.uniform(t1 - b, t1 + b))
+
+
+# --------------------------------------------------------------------------------------------------
+# TayNODE
+# --------------------------------------------------------------------------------------------------
+def total_time_derivative(g: Callable, fun: Callable, params) -> Callable:
+    """D g(t, z) = ∂g/∂t + (∂g/∂z)·f(t, z): the derivative of g along the flow z' = f (forward mode)."""
+
+    def Dg(t, z):
+        shape = anp.shape(z)
+
+        def g_flat(x):
+            return anp.reshape(g(x[0], anp.reshape(x[1:], shape)), (-1,))
+
+        x = anp.concatenate([anp.reshape(t, (1,)) * 1.0, anp.reshape(z, (-1,))])
+        v = anp.concatenate([anp.ones(1), anp.reshape(fun(t, z, params), (-1,))])
+        _, dg = make_jvp(g_flat)(x)(v)
+        return anp.reshape(dg, shape)
+
+    return Dg
+
+
+def taynode_integrand(fun: Callable, t, z, params, order: int = 2):
+    """‖d^K z/dt^K‖²/D along the flow (averaged over a batch): d¹z = f, d^{k+1}z = D(d^k z)."""
+    if order < 1:
+        raise ValueError("TayNODE order K must be ≥ 1")
+    g = lambda tt, zz: fun(tt, zz, params)  # noqa: E731
+    for _ in range(order - 1):
+        g = total_time_derivative(g, fun, params)
+    dK = g(t, z)
+    return anp.mean(dK**2)
+
+
+def _augment(fun, shape, integrands):
+    """Field on [z.ravel(), r_1, …, r_m] with r_i' = integrands(t, z, params)[i]."""
+    n = int(np.prod(shape))
+
+    def aug(t, y, params):
+        z = anp.reshape(y[:n], shape)
+        dz = anp.reshape(fun(t, z, params), (-1,))
+        return anp.concatenate([dz, anp.stack(integrands(t, z, params))])
+
+    return aug, n
+
+
+def taynode_solve(fun: Callable, y0, ts, params, *, order: int = 2, **solver_kw):
+    """Solve z' = f with R_K = ∫_{t0}^{t} ‖d^K z/dt^K‖²/D dt as an extra state excluded from step control.
+
+    Returns ``(zs, R_K, info)``: zs of shape (len(ts), *y0.shape), R_K (scalar, at ts[-1]) and the forward
+    :class:`Solution` of the augmented system; differentiable (the adjoint runs through the augmented
+    field — autograd VJPs of the nested derivatives).
+    """
+    shape = np.shape(getval(y0))
+    aug, n = _augment(fun, shape, lambda t, z, p: [taynode_integrand(fun, t, z, p, order)])
+    y_aug0 = anp.concatenate([anp.reshape(y0, (-1,)) * 1.0, anp.zeros(1)])
+    out, _, _, info = odeint_regularized(aug, y_aug0, ts, params, n_control=n, **solver_kw)
+    zs = anp.reshape(out[:, :n], (len(ts), *shape))
+    return zs, out[-1, n], info
+
+
+# --------------------------------------------------------------------------------------------------
+# RNODE
+# --------------------------------------------------------------------------------------------------
+def rnode_integrands(fun: Callable, t, z, params, eps):
+    """(½ mean(f²), mean((εᵀ ∂f/∂z)²)) at (t, z): kinetic energy and Hutchinson's Jacobian-Frobenius
+    estimate, E_ε‖εᵀJ‖² = ‖J‖²_F for ε with identity covariance (Finlay et al. 2020, eqs. (3)–(4))."""
+    vjp, f_val = make_vjp(lambda zz: fun(t, zz, params))(z)
+    epsJ = vjp(eps)
+    return 0.5 * anp.mean(f_val**2), anp.mean(epsJ**2)
+
+
+def rnode_solve(fun: Callable, y0, ts, params, rng: np.random.Generator, *, noise: str = "rademacher",
+                **solver_kw):
+    """Solve z' = f with RNODE's two integrals as extra states excluded from step control.
+
+    ε (shape of y0) is drawn once per solve from ``rng``: Rademacher (±1) or Gaussian.  Returns
+    ``(zs, R_kinetic, R_jacobian, info)`` (integrals at ts[-1], differentiable; info the forward Solution).
+    """
+    shape = np.shape(getval(y0))
+    if noise == "rademacher":
+        eps = rng.choice([-1.0, 1.0], size=shape)
+    elif noise == "gaussian":
+        eps = rng.standard_normal(shape)
+    else:
+        raise ValueError(f"unknown noise {noise!r}; expected 'rademacher' or 'gaussian'")
+    aug, n = _augment(fun, shape, lambda t, z, p: list(rnode_integrands(fun, t, z, p, eps)))
+    y_aug0 = anp.concatenate([anp.reshape(y0, (-1,)) * 1.0, anp.zeros(2)])
+    out, _, _, info = odeint_regularized(aug, y_aug0, ts, params, n_control=n, **solver_kw)
+    zs = anp.reshape(out[:, :n], (len(ts), *shape))
+    return zs, out[-1, n], out[-1, n + 1], info
+
+
+def global_regularizers(fun: Callable, y0, ts, params, **solver_kw):
+    """(ys, R_E, R_S, info) — ERNODE/SRNODE through :func:`ndereg_ref.odeint_regularized` (re-exported
+    here so that every regularizer of DESIGN §5 is reachable from this module)."""
+    return odeint_regularized(fun, y0, ts, params, **solver_kw)
