@@ -31,6 +31,14 @@ __all__ = [
     "solve_ivp",
 ]
 
-from .adjoint import ADJOINTS, discrete_adjoint_sweep, odeint, odeint_regularized  # noqa: E402
+from .adjoint import (  # noqa: E402
+    ADJOINTS,
+    discrete_adjoint_sweep,
+    frozen_grid_solve,
+    inspect_adjoint,
+    odeint,
+    odeint_regularized,
+)
 
-__all__ += ["ADJOINTS", "discrete_adjoint_sweep", "odeint", "odeint_regularized"]
+__all__ += ["ADJOINTS", "discrete_adjoint_sweep", "frozen_grid_solve", "inspect_adjoint", "odeint",
+            "odeint_regularized"]
