@@ -184,51 +184,53 @@ def rk_step(
         k1 = fun(t, y)
         nfev += 1
         _check_finite(k1, t, "stage 1")
-    # Traced iff y or f's output is an autograd box (boxed params make every stage a box).  Untraced, the
-    # stages live in one preallocated (s, n) array, as in scipy; traced, in a list that is stacked (autograd
-    # cannot follow in-place writes).  Both give K[:i] the same memory layout, hence the same rounding.
-    traced = isinstance(y, Box) or isinstance(k1, Box)
-    np = anp if traced else numpy
-    if traced:
-        K, Y = [k1], [y]
+    # Untraced, the stages live in one preallocated (s, n) array, as in scipy; traced (y or any stage is an
+    # autograd box, e.g. boxed params), in a list that is stacked, since autograd cannot follow in-place
+    # writes.  Both give K[:i] the same memory layout, hence the same rounding.
+    K_list, Y_list = [k1], [y]
+    buf = None
+    if not (isinstance(y, Box) or isinstance(k1, Box)):
+        buf = (numpy.empty((s, numpy.size(y))), numpy.empty((s, numpy.size(y))))
+        buf[0][0], buf[1][0] = k1, y
 
-        def stages_so_far():
-            return np.stack(K)
+    def stages_so_far():
+        n_done = len(K_list)
+        return buf[0][:n_done] if buf is not None else anp.stack(K_list)
 
-        def store(i, ki, Yi):
-            K.append(ki)
-            Y.append(Yi)
-    else:
-        K = numpy.empty((s, numpy.size(y)))
-        Y = numpy.empty_like(K)
-        K[0], Y[0] = k1, y
-        n_done = [1]
+    def store(ki, Yi):
+        nonlocal buf
+        i = len(K_list)
+        K_list.append(ki)
+        Y_list.append(Yi)
+        if buf is not None:
+            if isinstance(ki, Box):  # parameters are traced: switch to the list representation
+                buf = None
+            else:
+                buf[0][i], buf[1][i] = ki, Yi
 
-        def stages_so_far():
-            return K[: n_done[0]]
-
-        def store(i, ki, Yi):
-            K[i], Y[i] = ki, Yi
-            n_done[0] = i + 1
-
+    np = numpy if buf is not None else anp
     last = s - 1 if tableau.fsal else s
     for i in range(1, last):
         Yi = y + np.dot(stages_so_far().T, A[i, :i]) * h
         ki = fun(t + c[i] * h, Yi)
         _check_finite(ki, t, f"stage {i + 1}")
-        store(i, ki, Yi)
+        store(ki, Yi)
+        np = numpy if buf is not None else anp
         nfev += 1
     if tableau.fsal:
         # y_{n+1} from the first s−1 stages, then the FSAL stage at (t + h, y_{n+1}).
         y_new = y + h * np.dot(stages_so_far().T, tableau.b[:-1])
         k_last = fun(t + h, y_new)
         _check_finite(k_last, t, f"stage {s} (FSAL)")
-        store(s - 1, k_last, y_new)
+        store(k_last, y_new)
+        np = numpy if buf is not None else anp
         nfev += 1
     else:
         y_new = y + h * np.dot(stages_so_far().T, tableau.b)
-    if traced:
-        K, Y = np.stack(K), np.stack(Y)
+    if buf is not None:
+        K, Y = buf
+    else:
+        K, Y = anp.stack(K_list), anp.stack(Y_list)
     if n_control is None:
         E, y_err = error_norm(tableau, K, h, y, y_new, rtol, atol)
         S = stiffness_estimate(tableau, K, Y, h, stiffness)

@@ -192,5 +192,6 @@ def test_sweep_records_adjoint_states():
     np.testing.assert_array_equal(sweep.steps[0].lam_new, np.ones(Y0.shape))
     grad_y0 = autograd.grad(lambda y0: anp.sum(nr.odeint(mlp_field, y0, ts, PARAMS, rtol=1e-6, atol=1e-8)[-1]))(Y0)
     np.testing.assert_allclose(sweep.y0_bar.reshape(Y0.shape), grad_y0, rtol=1e-13)
-    # VJP count: one per stage except the FSAL/next-k1 merge, plus the first k1.
-    assert sweep.n_vjp == 6 * ctx.info.n_accepted + 1
+    # VJP count: stages 2–6 of every step, the FSAL stage merged with the next step's k_1 (N − 1 of them),
+    # the first k_1; the last FSAL stage carries no cotangent (b_7 = 0 and E is not in L): 6N in all.
+    assert sweep.n_vjp == 6 * ctx.info.n_accepted

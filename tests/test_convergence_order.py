@@ -25,10 +25,16 @@ CASES = {
 }
 
 
+# Tsit5 is built to have tiny 6th-order error terms, so on A3 its observed order approaches 5 only at step
+# sizes where rounding takes over; on Euler's rigid body (B5, T = 10) the asymptotic regime is clean.
+SPECIAL = {"tsit5": (PROBLEMS["B5"], 10.0, [32, 64, 128, 256])}
+
+
 def _global_error(tableau, n):
-    grid = np.linspace(0.0, T_END, n + 1)
-    ys, _ = nr.solve_fixed_grid(PROBLEM.fun, grid, PROBLEM.y0_array, method=tableau)
-    return abs(ys[-1, 0] - PROBLEM.exact(T_END)[0])
+    problem, T = (SPECIAL[tableau.name][:2]) if tableau.name in SPECIAL else (PROBLEM, T_END)
+    grid = np.linspace(0.0, T, n + 1)
+    ys, _ = nr.solve_fixed_grid(problem.fun, grid, problem.y0_array, method=tableau)
+    return np.max(np.abs(ys[-1] - problem.exact(T)))
 
 
 def _slope(ns, errs):
@@ -43,7 +49,7 @@ def _embedded(tableau):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_order_of_b(name):
     tab = nr.TABLEAUS[name]
-    ns = CASES[name]
+    ns = SPECIAL[name][2] if name in SPECIAL else CASES[name]
     errs = [_global_error(tab, n) for n in ns]
     assert abs(_slope(ns, errs) - tab.order) < 0.3, errs
 

@@ -34,11 +34,11 @@ def _directional_fd(fun, params, direction, eps=1e-4):
     return (4 * central(eps / 2) - central(eps)) / 3
 
 
-def _check_gradient(value_fn, grad, rel=1e-6, n_dirs=4, seed=0):
+def _check_gradient(value_fn, grad, rel=1e-6, n_dirs=4, seed=0, eps=1e-4):
     rng = np.random.default_rng(seed)
     for _ in range(n_dirs):
         d = [rng.standard_normal(p.shape) for p in P]
-        fd = _directional_fd(value_fn, P, d)
+        fd = _directional_fd(value_fn, P, d, eps)
         ad = sum(np.sum(g * di) for g, di in zip(grad, d))
         assert ad == pytest.approx(fd, rel=rel), (ad, fd)
 
@@ -55,7 +55,10 @@ def test_global_regularizer_gradient_matches_frozen_grid_fd(which):
         _, R_E, R_S, _ = nr.odeint_regularized(mlp, Y0, TS, p, **KW)
         return R_E if which == "R_E" else R_S
 
-    _check_gradient(frozen, autograd.grad(live)(P))
+    # E_j = RMS(y_err/sc) has large higher derivatives (y_err is a small difference of stage sums), so the
+    # Richardson difference needs eps ≈ 1e-5 (measured: 1e-4 is 1e-2 off, 1e-5 agrees to 6e-7…3e-6,
+    # the rest being rounding noise of E amplified by 1/eps).
+    _check_gradient(frozen, autograd.grad(live)(P), rel=5e-6, eps=1e-5)
 
 
 def test_R_E_equals_sum_over_recorded_steps():
@@ -78,7 +81,9 @@ def test_local_regularizer_gradient_matches_fd(sampling):
     grad = autograd.grad(lambda p: R.local_regularization(mlp, p, info, np.random.default_rng(5),
                                                           sampling=sampling, rtol=KW["rtol"],
                                                           atol=KW["atol"])[0])(P)
-    _check_gradient(fixed, grad)
+    # With k_1 frozen at the unperturbed parameters, y_err(θ) = y_err + (θ−θ₀)·v with |y_err| ≈ 1e-7 and
+    # |v| = O(1): r is a smoothed |·| whose curvature scale is ~1e-7, so the differences need eps = 1e-7.
+    _check_gradient(fixed, grad, rel=2e-6, eps=1e-7)
 
 
 @pytest.mark.parametrize("adjoint", ["discrete", "backsolve", "interpolating", "quadrature"])
@@ -101,7 +106,8 @@ def test_local_regularizer_with_every_adjoint(adjoint):
     g = autograd.grad(loss)(P)
     g_data = autograd.grad(data_only)(P)
     for a, b, c in zip(g, g_data, g_r):
-        np.testing.assert_allclose(a, b + 10.0 * c, rtol=1e-12, atol=1e-14)
+        expected = b + 10.0 * c  # entries are sums of O(100) terms: compare to that scale
+        np.testing.assert_allclose(a, expected, rtol=0, atol=1e-12 * np.max(np.abs(expected)))
 
 
 def test_local_gradient_wrt_y0_is_exactly_zero():
@@ -184,9 +190,12 @@ def test_taynode_gradient_matches_frozen_fd(order):
 
 def test_taynode_states_excluded_from_step_control():
     ts = np.linspace(0.0, 1.0, 4)
-    zs, _, _ = R.taynode_solve(mlp, Y0, ts, P, order=2, **KW)
-    plain = nr.odeint(mlp, Y0, ts, P, **KW)
-    np.testing.assert_array_equal(zs, plain)  # identical step sequence ⇒ identical z
+    zs, _, info = R.taynode_solve(mlp, Y0, ts, P, order=2, **KW)
+    _, _, _, plain_info = nr.odeint_regularized(mlp, Y0, ts, P, **KW)
+    # The same step sequence and hence the same z — up to rounding: the augmented state changes BLAS
+    # summation lengths, and the controller amplifies last-bit differences of E to ~1e-11 in the times.
+    np.testing.assert_allclose(info.t_accepted, plain_info.t_accepted, rtol=1e-9)
+    np.testing.assert_allclose(zs, plain_info.ys, rtol=1e-9)
 
 
 def test_rnode_integrands_and_gradient():
