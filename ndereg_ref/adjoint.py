@@ -39,6 +39,7 @@ params); the discrete adjoint then never calls autograd.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -498,7 +499,10 @@ def _continuous_adjoint(ctx: _Context, g_ys):
     f = ctx.field(params)
     y_of_t = info.sol  # forward dense output
     method = ctx.tableau
-    kw = dict(method=method, convention=ctx.convention, rtol=ctx.adjoint_rtol, atol=ctx.adjoint_atol)
+    # The backward solves must land on every output time (the forward dense output exists only inside the
+    # span), so a convention that steps past the end (torchdiffeq) is used here with clipping.
+    conv = ctx.convention if ctx.convention.clip_to_end else dataclasses.replace(ctx.convention, clip_to_end=True)
+    kw = dict(method=method, convention=conv, rtol=ctx.adjoint_rtol, atol=ctx.adjoint_atol)
 
     def aug_vjp(t, y, lam):
         dy, dth = ctx.vjp_f(t, y, lam)
