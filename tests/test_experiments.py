@@ -1,0 +1,52 @@
+"""The reproduction command at small scale: tables, JSON and real PNG plots."""
+
+import json
+import os
+import struct
+
+import pytest
+
+from ndereg_ref.cli import main
+from ndereg_ref.experiments.plots import DPI, FIGSIZE
+
+
+def _png_size(path):
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+@pytest.fixture(scope="module")
+def spiral_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("spiral")
+    rc = main(["reproduce", "spiral", "--quick", "--out", str(out), "--methods",
+               "vanilla,ernode,local_unbiased,local_biased"])
+    assert rc == 0
+    return out
+
+
+def test_outputs_written(spiral_run):
+    for name in ("table.md", "results.json", "loss_curves.png", "nfe.png", "step_traces.png", "trajectories.png"):
+        path = os.path.join(spiral_run, name)
+        assert os.path.getsize(path) > 0, name
+    for name in ("loss_curves.png", "nfe.png", "step_traces.png", "trajectories.png"):
+        assert _png_size(os.path.join(spiral_run, name)) == (int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI))
+
+
+def test_results_json_schema(spiral_run):
+    with open(os.path.join(spiral_run, "results.json")) as fh:
+        res = json.load(fh)
+    assert res["experiment"] == "spiral"
+    assert res["settings"]["seeds"] == [0]
+    for m in ("vanilla", "ernode", "local_unbiased", "local_biased"):
+        for key in ("prediction_nfe", "train_time_s", "prediction_time_s", "test_loss"):
+            assert {"mean", "std"} <= set(res["methods"][m][key]), (m, key)
+
+
+def test_regularized_models_predict_with_fewer_evaluations(spiral_run):
+    with open(os.path.join(spiral_run, "results.json")) as fh:
+        res = json.load(fh)["methods"]
+    base = res["vanilla"]["prediction_nfe"]["mean"]
+    for m in ("ernode", "local_unbiased", "local_biased"):
+        assert res[m]["prediction_nfe"]["mean"] < base, (m, res[m]["prediction_nfe"], base)
