@@ -4,11 +4,13 @@
     ndereg-ref reproduce classify --out results/classify
     ndereg-ref trace --problem vdp --method dp5 --convention scipy -o vdp.json
     ndereg-ref crosscheck --against scipy
+    ndereg-ref report                            # docs/results.md from results/*/results.json
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 EXPERIMENTS = ("spiral", "classify", "spiral-sde")
@@ -33,9 +35,21 @@ def _reproduce(argv) -> int:
     return 0
 
 
+def _report(argv) -> int:
+    ap = argparse.ArgumentParser(prog="ndereg-ref report",
+                                 description="Write docs/results.md from results/<experiment>/results.json.")
+    ap.add_argument("--results", default="results")
+    ap.add_argument("--out", default=os.path.join("docs", "results.md"))
+    args = ap.parse_args(argv)
+    from .experiments.report import build_report
+
+    print(build_report(args.results, args.out))
+    return 0
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"reproduce": _reproduce, "trace": None, "crosscheck": None}
+    commands = {"reproduce": _reproduce, "report": _report, "trace": None, "crosscheck": None}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__.strip())
         print(f"\ncommands: {', '.join(commands)}  (ndereg-ref <command> --help)")
@@ -49,7 +63,7 @@ def main(argv=None) -> int:
         from .oracle import crosscheck_main
 
         return crosscheck_main(rest)
-    return _reproduce(rest)
+    return commands[cmd](rest)
 
 
 if __name__ == "__main__":  # pragma: no cover

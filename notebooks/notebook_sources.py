@@ -406,3 +406,82 @@ for method, (res, ev) in results.items():
 ax.set_xlabel("iteration"); ax.set_ylabel("forward NFE"); ax.legend(); plt.show()
 """),
 ]
+
+NOTEBOOKS["01_butcher_tableaus.ipynb"] = [
+    ("md", r"""
+# 01 — Butcher tableaus, order conditions, stability, and the embedded pair
+
+An explicit Runge–Kutta method is its tableau $(c, A, b)$.  It has order $p$ when its Taylor expansion matches the
+exact solution's up to $h^p$ — for every **rooted tree** $t$ with $\rho(t)\le p$ vertices,
+
+$$\Phi(t) \;=\; \frac{1}{\gamma(t)},$$
+
+where $\Phi(t)$ is the *elementary weight* (a polynomial in $b$ and $A$ read off the tree: each vertex below the root
+contributes a factor $a_{jk}$, the root a weight $b_j$) and $\gamma(t)$ the *density* (product over vertices of the
+size of the subtree they root).  Hairer–Nørsett–Wanner I, §II.2.
+"""),
+    ("code", r"""
+import numpy as np
+import matplotlib.pyplot as plt
+import ndereg_ref as nr
+from ndereg_ref import order
+
+trees = order.rooted_trees(5)
+for t in trees:
+    print(f"order {order.tree_order(t) if hasattr(order, 'tree_order') else len(str(t))}: {t}   γ = {order.density(t)}")
+"""),
+    ("md", r"""
+## Every tableau has exactly its documented orders
+
+`check_order` evaluates $\Phi(t) - 1/\gamma(t)$ for all trees up to order 8 (200 trees) for $b$ and for $\hat b$.
+"""),
+    ("code", r"""
+print(f"{'tableau':<14}{'order b':>8}{'order b̂':>9}{'stages':>8}")
+for name, tab in nr.TABLEAUS.items():
+    rep = order.check_order(tab)
+    print(f"{name:<14}{rep.order:>8}{rep.embedded_order:>9}{tab.n_stages:>8}")
+"""),
+    ("md", r"""
+## The embedded pair and why $b-\hat b$ estimates the local error
+
+If $y_{n+1}$ has order $p$ and $\hat y_{n+1}$ order $\hat p < p$, their local errors are $C h^{p+1}$ and
+$\hat C h^{\hat p+1}$, so $y_{n+1}-\hat y_{n+1} = h\sum_i (b_i-\hat b_i)k_i = \hat C h^{\hat p+1} + O(h^{\hat p+2})$:
+the difference *is* the leading local error of the lower-order solution.  Below, for DP5, the true local error
+of $\hat y$ and the estimate track each other as $h\to0$.
+"""),
+    ("code", r"""
+f = lambda t, y: y * np.cos(t)            # DETEST A3, exact y = exp(sin t)
+exact = lambda t: np.exp(np.sin(t))
+tab = nr.TABLEAUS["dp5"]
+hs = 0.5 * 2.0 ** -np.arange(7)
+est, true = [], []
+for h in hs:
+    st = nr.rk_step(f, 0.3, np.array([exact(0.3)]), h, tab)
+    est.append(abs(st.y_err[0]))
+    true.append(abs((st.y_new[0] - st.y_err[0]) - exact(0.3 + h)))   # ŷ = y − y_err
+fig, ax = plt.subplots(figsize=(5, 3.5))
+ax.loglog(hs, est, "o-", label="|y − ŷ| (estimate)")
+ax.loglog(hs, true, "s--", label="true local error of ŷ")
+ax.set_xlabel("h"); ax.legend(); plt.show()
+print("ratio estimate/true at the smallest h:", est[-1] / true[-1])
+"""),
+    ("md", r"""
+## Stability: $R(z) = 1 + z\,b^\top(I - zA)^{-1}\mathbb 1$
+
+Applied to $y' = \lambda y$, one step multiplies $y$ by $R(h\lambda)$, a polynomial for explicit methods.  The
+stability region is $\{z : |R(z)|\le 1\}$; its extent on the negative real axis bounds $h|\lambda|$ for stiff-ish
+decay — the number the stiffness estimate $S$ is compared against (DP5 3.3066, Tsit5 3.5068).
+"""),
+    ("code", r"""
+fig, ax = plt.subplots(figsize=(6, 5))
+x, y = np.meshgrid(np.linspace(-5, 1.5, 400), np.linspace(-4, 4, 400))
+z = x + 1j * y
+for name in ["heun_euler", "bs3", "dp5", "tsit5", "dop853"]:
+    coeffs = order.stability_polynomial(nr.TABLEAUS[name].A, nr.TABLEAUS[name].b)
+    R = np.polyval(coeffs[::-1], z)
+    ax.contour(x, y, abs(R), levels=[1.0], colors=[plt.cm.tab10(len(ax.collections) % 10)])
+    ax.plot([], [], color=plt.cm.tab10((len(ax.collections) - 1) % 10), label=f"{name}: {order.real_stability_size(nr.TABLEAUS[name].A, nr.TABLEAUS[name].b):.4f}")
+ax.axhline(0, color="k", lw=0.5); ax.axvline(0, color="k", lw=0.5)
+ax.set_xlabel("Re(hλ)"); ax.set_ylabel("Im(hλ)"); ax.legend(fontsize=8); ax.set_title("|R(z)| = 1"); plt.show()
+"""),
+]
