@@ -181,6 +181,11 @@ def taynode_integrand(fun: Callable, t, z, params, order: int = 2):
     """‖d^K z/dt^K‖²/D along the flow (averaged over a batch): d¹z = f, d^{k+1}z = D(d^k z)."""
     if order < 1:
         raise ValueError("TayNODE order K must be ≥ 1")
+    if order == 2 and hasattr(fun, "jvp") and hasattr(fun, "time_derivative"):
+        # A field that knows its own J·u and ∂f/∂t (ndereg_ref.models.MLP): one level of differentiation
+        # instead of autograd's nested forward mode — same value, several times cheaper to differentiate.
+        d2 = fun.jvp(t, z, params, fun(t, z, params)) + fun.time_derivative(t, z, params)
+        return anp.mean(d2**2)
     g = lambda tt, zz: fun(tt, zz, params)  # noqa: E731
     for _ in range(order - 1):
         g = total_time_derivative(g, fun, params)
