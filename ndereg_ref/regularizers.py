@@ -226,8 +226,12 @@ def taynode_solve(fun: Callable, y0, ts, params, *, order: int = 2, **solver_kw)
 def rnode_integrands(fun: Callable, t, z, params, eps):
     """(½ mean(f²), mean((εᵀ ∂f/∂z)²)) at (t, z): kinetic energy and Hutchinson's Jacobian-Frobenius
     estimate, E_ε‖εᵀJ‖² = ‖J‖²_F for ε with identity covariance (Finlay et al. 2020, eqs. (3)–(4))."""
-    vjp, f_val = make_vjp(lambda zz: fun(t, zz, params))(z)
-    epsJ = vjp(eps)
+    if hasattr(fun, "vjp"):  # the field's own (differentiable) VJP: no nested autograd trace
+        f_val = fun(t, z, params)
+        epsJ = fun.vjp(t, z, params, eps)[0]
+    else:
+        vjp, f_val = make_vjp(lambda zz: fun(t, zz, params))(z)
+        epsJ = vjp(eps)
     return 0.5 * anp.mean(f_val**2), anp.mean(epsJ**2)
 
 

@@ -251,3 +251,19 @@ def test_taynode_fast_path_for_fields_with_jvp():
     gb = autograd.grad(lambda q: R.taynode_integrand(generic, 0.3, z, q, 2))(p)
     for x, y in zip(ga, gb):
         np.testing.assert_allclose(x, y, rtol=1e-11, atol=1e-14)
+
+
+def test_rnode_fast_path_for_fields_with_vjp():
+    from ndereg_ref.models import MLP
+
+    model = MLP(2, hidden=(6,))
+    p = model.init_params(np.random.default_rng(1))
+    z = np.array([[0.4, -0.7], [1.1, 0.2]])
+    eps = np.array([[1.0, -1.0], [1.0, 1.0]])
+    a = R.rnode_integrands(model, 0.3, z, p, eps)
+    b = R.rnode_integrands(lambda t, y, q: model(t, y, q), 0.3, z, p, eps)
+    np.testing.assert_allclose(a, b, rtol=1e-13)
+    ga = autograd.grad(lambda q: sum(R.rnode_integrands(model, 0.3, z, q, eps)))(p)
+    gb = autograd.grad(lambda q: sum(R.rnode_integrands(lambda t, y, r: model(t, y, r), 0.3, z, q, eps)))(p)
+    for x, y in zip(ga, gb):
+        np.testing.assert_allclose(x, y, rtol=1e-11, atol=1e-14)

@@ -101,8 +101,8 @@ def _json_default(o):
 def run_experiment(name: str, *, quick=False, out=None, n_seeds=None, iters=None, methods=None,
                    progress=False) -> dict:
     """Dispatch to the experiment module; returns the summary dict also written to results.json."""
-    from . import classify, spiral, spiral_sde
+    import importlib
 
-    module = {"spiral": spiral, "classify": classify, "spiral-sde": spiral_sde}[name]
+    module = importlib.import_module(f".{name.replace('-', '_')}", __package__)
     out = out or os.path.join("results", name)
     return module.run(quick=quick, out=out, n_seeds=n_seeds, iters=iters, methods=methods, progress=progress)

@@ -16,27 +16,33 @@ METHODS = ["vanilla", "ernode", "srnode", "ernode+srnode", "local_unbiased", "lo
            "rnode"]
 
 SOLVER = {"method": "tsit5", "convention": "ordinarydiffeq", "rtol": 1e-6, "atol": 1e-6}
-# Regularization weights λ (constant): chosen so the regularized fits stay within 10% of vanilla's test loss.
+# Regularization weights λ (constant), from a sweep over 0.01–1 (seed 0, 300 Adam steps, lr 0.03): the
+# largest weights whose test loss stayed within ~10% of vanilla's.  Larger weights cut NFE further but
+# degrade the fit (e.g. ERNODE λ = 1: NFE 123 at 100× the loss; local λ = 0.3: NFE 195 at 25× the loss).
 WEIGHTS = {
-    "vanilla": 0.0, "ernode": 0.1, "srnode": 0.001, "ernode+srnode": 0.1, "local_unbiased": 1.0,
-    "local_biased": 1.0, "steer": 0.0, "taynode": 1e-4, "rnode": 1e-3,
+    "vanilla": 0.0, "ernode": 0.05, "srnode": 3e-4, "ernode+srnode": 0.05, "local_unbiased": 0.01,
+    "local_biased": 0.01, "steer": 0.0, "taynode": 1e-5, "rnode": 1e-3,
 }
+# The quick run trains 3× shorter; stronger weights make the effect visible in 100 steps (at a looser fit).
+QUICK_WEIGHTS = {**WEIGHTS, "ernode": 0.1, "ernode+srnode": 0.1, "local_unbiased": 0.1, "local_biased": 0.1}
 SRNODE_WEIGHT = 0.01  # R_S relative to λ in ernode+srnode
-FULL = {"iters": 300, "seeds": 3, "lr": 0.01}
-QUICK = {"iters": 100, "seeds": 1, "lr": 0.01}
+FULL = {"iters": 300, "seeds": 3, "lr": 0.03}
+QUICK = {"iters": 100, "seeds": 1, "lr": 0.03}
 
 
 def run(*, quick=False, out="results/spiral", n_seeds=None, iters=None, methods=None, progress=False) -> dict:
     preset = QUICK if quick else FULL
+    weights = QUICK_WEIGHTS if quick else WEIGHTS
     iters = iters or preset["iters"]
     seeds = list(range(n_seeds or preset["seeds"]))
-    methods = methods or METHODS
+    # The quick run leaves out the two expensive baselines (TayNODE, RNODE: ~12× vanilla's training time).
+    methods = methods or ([m for m in METHODS if m not in ("taynode", "rnode")] if quick else METHODS)
     task = SpiralTask()
     runs, histories, solutions, preds = {}, {}, {}, {}
     for m in methods:
         runs[m] = []
         for seed in seeds:
-            cfg = TrainConfig(method=m, iters=iters, lr=preset["lr"], reg_weight=WEIGHTS[m],
+            cfg = TrainConfig(method=m, iters=iters, lr=preset["lr"], reg_weight=weights[m],
                               srnode_weight=(SRNODE_WEIGHT if m == "ernode+srnode" else 1.0), seed=seed,
                               solver=dict(SOLVER), progress=progress)
             res = train(task, task.init_params(seed), cfg)
@@ -60,7 +66,7 @@ def run(*, quick=False, out="results/spiral", n_seeds=None, iters=None, methods=
     table = format_table(summary, title)
     print(table)
     settings = {"quick": quick, "iters": iters, "seeds": seeds, "lr": preset["lr"], "solver": SOLVER,
-                "weights": {m: WEIGHTS[m] for m in methods}, "srnode_weight_in_combination": SRNODE_WEIGHT,
+                "weights": {m: weights[m] for m in methods}, "srnode_weight_in_combination": SRNODE_WEIGHT,
                 "task": {"hidden": task.hidden, "n_points": task.n_points, "t_end": task.t_end}}
     write_outputs(out, "spiral", summary, settings, table)
     plots.loss_curves(histories, os.path.join(out, "loss_curves.png"))
