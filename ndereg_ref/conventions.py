@@ -99,12 +99,15 @@ class Convention:
     clip_to_end : whether the last step is shortened to land on t1 (else the solver steps past t1 and
         outputs at t1 by dense output, as torchdiffeq does).
     recompute_h : whether the step actually taken is h = (t + h) − t (scipy) rather than h itself.
+    dense_for_any_output : build the step's dense output (and pay for its extra stages, DOP853: +3) whenever
+        the step holds an output time, even one that falls exactly on its end or on t0 (scipy's solve_ivp).
     """
 
     name: str
     dp5_error_weights: str
     clip_to_end: bool
     recompute_h: bool = False
+    dense_for_any_output: bool = False
 
     def resolve_tableau(self, tableau: Tableau) -> Tableau:
         from .tableaus import TABLEAUS
@@ -258,7 +261,7 @@ class OrdinaryDiffEqConvention(Convention):
 
 CONVENTIONS: dict[str, Convention] = {
     "scipy": ScipyConvention(
-        "scipy", dp5_error_weights="hairer", clip_to_end=True, recompute_h=True
+        "scipy", dp5_error_weights="hairer", clip_to_end=True, recompute_h=True, dense_for_any_output=True
     ),
     "torchdiffeq": TorchdiffeqConvention("torchdiffeq", dp5_error_weights="shampine", clip_to_end=False),
     "diffrax": DiffraxConvention("diffrax", dp5_error_weights="shampine", clip_to_end=True),

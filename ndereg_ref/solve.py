@@ -253,7 +253,7 @@ def integrate(
             outputs.append(y0)
             saves.append(Save(t0, "y0"))
             eval_pos += 1
-
+    t0_in_t_eval = eval_pos > 0
     records: list[StepRecord] = []
     accepted_index: list[int] = []
     extended: dict = {}
@@ -305,7 +305,9 @@ def integrate(
                 outputs.append(dense_value(tableau, y, h, K_ext, theta))
                 saves.append(Save(t1, "dense", j, theta))
         else:
+            step_has_output = t0_in_t_eval and j == 0
             while eval_pos < len(t_eval) and direction * (t_eval[eval_pos] - t_new) <= 0:
+                step_has_output = True
                 te = t_eval[eval_pos]
                 if te == t_new:
                     outputs.append(y_new)
@@ -317,6 +319,9 @@ def integrate(
                     outputs.append(dense_value(tableau, y, h, K_ext, theta))
                     saves.append(Save(te, "dense", j, theta))
                 eval_pos += 1
+            if step_has_output and convention.dense_for_any_output:
+                _, n = _extended(extended, j, f, tableau, t, y, h, res.stages, t_new, y_new)
+                nfev += n
         if not tableau.fsal and j in extended:
             next_k1 = extended[j][tableau.n_stages]  # f(t_new, y_new) already evaluated for dense output
         t, y, k1 = t_new, y_new, next_k1

@@ -94,8 +94,9 @@ def error_norm(tableau: Tableau, K, h, y, y_new, rtol, atol):
         return rms_norm(y_err / sc), y_err
     err5 = np.dot(K.T, tableau.e) / sc
     err3 = np.dot(K.T, tableau.e3) / sc
-    n5 = np.dot(err5, err5)
-    n3 = np.dot(err3, err3)
+    # ‖·‖² as (√(x·x))², not x·x: scipy squares np.linalg.norm, and the last bit decides step sequences.
+    n5 = np.sqrt(np.dot(err5, err5)) ** 2
+    n3 = np.sqrt(np.dot(err3, err3)) ** 2
     y_err = np.dot(K.T, tableau.e) * h
     if getval(n5) == 0 and getval(n3) == 0:
         return 0.0 * n5, y_err
