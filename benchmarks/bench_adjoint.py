@@ -45,13 +45,17 @@ def case(dim, batch, hidden, repeat):
     t_fwd = best(lambda: nr.odeint(model, y0, ts, params, **kw), repeat)
     _, _, _, info = nr.odeint_regularized(model, y0, ts, params, **kw)
     rows = {}
-    for name, field, adjoint in [("discrete (field VJP)", model, "discrete"),
-                                 ("discrete (autograd VJP)", plain_field, "discrete"),
-                                 ("tape", plain_field, "tape"),
-                                 ("interpolating", model, "interpolating")]:
+    for name, field, adjoint in [
+        ("discrete (field VJP)", model, "discrete"),
+        ("discrete (autograd VJP)", plain_field, "discrete"),
+        ("tape", plain_field, "tape"),
+        ("interpolating", model, "interpolating"),
+    ]:
         rows[name] = best(lambda: autograd.grad(loss)(params, field, adjoint), repeat)
-    print(f"\nMLP d={dim}, batch={batch or 1}, hidden={hidden}: {info.n_accepted} steps, NFE {info.nfev}, "
-          f"forward {1e3 * t_fwd:.1f} ms")
+    print(
+        f"\nMLP d={dim}, batch={batch or 1}, hidden={hidden}: {info.n_accepted} steps, NFE {info.nfev}, "
+        f"forward {1e3 * t_fwd:.1f} ms"
+    )
     for name, t in rows.items():
         print(f"  {name:<26} gradient {1e3 * t:8.1f} ms   gradient/forward = {t / t_fwd:5.2f}")
     torch_cmp(model, params, y0, ts, kw, repeat, rows["discrete (field VJP)"], t_fwd)
@@ -87,9 +91,11 @@ def torch_cmp(model, params, y0, ts, kw, repeat, t_ours_grad, t_ours_fwd):
         (out**2).sum().backward()
 
     t_f, t_g = best(fwd, repeat), best(grad, repeat)
-    print(f"  torchdiffeq backprop: forward {1e3 * t_f:.1f} ms, gradient {1e3 * t_g:.1f} ms "
-          f"(gradient/forward = {t_g / t_f:.2f}); ours/torch: forward {t_ours_fwd / t_f:.2f}×, "
-          f"gradient {t_ours_grad / t_g:.2f}×")
+    print(
+        f"  torchdiffeq backprop: forward {1e3 * t_f:.1f} ms, gradient {1e3 * t_g:.1f} ms "
+        f"(gradient/forward = {t_g / t_f:.2f}); ours/torch: forward {t_ours_fwd / t_f:.2f}×, "
+        f"gradient {t_ours_grad / t_g:.2f}×"
+    )
 
 
 def main():

@@ -43,18 +43,27 @@ def main():
     args = ap.parse_args()
     cases = [(name, p.fun, p.t_span, p.y0_array) for name, p in PROBLEMS.items()]
     cases.append(("mlp64x128",) + mlp_problem())
-    print(f"{'problem':<12} {'rtol':>7} {'steps':>6} {'nfev':>6} {'scipy [ms]':>11} {'ours [ms]':>10} {'ratio':>6}")
+    print(
+        f"{'problem':<12} {'rtol':>7} {'steps':>6} {'nfev':>6} {'scipy [ms]':>11} {'ours [ms]':>10} "
+        f"{'ratio':>6}"
+    )
     ratios = []
     for name, fun, span, y0 in cases:
         for rtol, atol in [(1e-3, 1e-6), (1e-6, 1e-9)]:
-            ts, ref = best_time(lambda: si.solve_ivp(fun, span, y0, method="RK45", rtol=rtol, atol=atol),
-                                args.repeat)
-            to, sol = best_time(lambda: nr.solve_ivp(fun, span, y0, method="dp5", convention="scipy", rtol=rtol,
-                                                     atol=atol), args.repeat)
+            ts, ref = best_time(
+                lambda: si.solve_ivp(fun, span, y0, method="RK45", rtol=rtol, atol=atol), args.repeat
+            )
+            to, sol = best_time(
+                lambda: nr.solve_ivp(fun, span, y0, method="dp5", convention="scipy", rtol=rtol, atol=atol),
+                args.repeat,
+            )
             assert sol.nfev == ref.nfev, (name, sol.nfev, ref.nfev)
             ratios.append(to / ts)
-            print(f"{name:<12} {rtol:>7.0e} {sol.n_accepted:>6} {sol.nfev:>6} {1e3 * ts:>11.2f} {1e3 * to:>10.2f} "
-                  f"{to / ts:>6.2f}")
+            print(
+                f"{name:<12} {rtol:>7.0e} {sol.n_accepted:>6} {sol.nfev:>6} {1e3 * ts:>11.2f} "
+                f"{1e3 * to:>10.2f} "
+                f"{to / ts:>6.2f}"
+            )
     print(f"geometric mean ratio ours/scipy: {np.exp(np.mean(np.log(ratios))):.2f}")
 
 

@@ -40,5 +40,11 @@ from .adjoint import (  # noqa: E402
     odeint_regularized,
 )
 
-__all__ += ["ADJOINTS", "discrete_adjoint_sweep", "frozen_grid_solve", "inspect_adjoint", "odeint",
-            "odeint_regularized"]
+__all__ += [
+    "ADJOINTS",
+    "discrete_adjoint_sweep",
+    "frozen_grid_solve",
+    "inspect_adjoint",
+    "odeint",
+    "odeint_regularized",
+]

@@ -40,8 +40,8 @@ params); the discrete adjoint then never calls autograd.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import autograd.numpy as anp
 import numpy as np
@@ -170,9 +170,22 @@ class _Context:
         params = self.spec.unflatten(theta)
         f = self.field(params)
         res = integrate(
-            f, self.t0, self.t1, y0_flat, self.tableau, self.convention, rtol=self.rtol, atol=self.atol,
-            first_step=self.first_step, max_step=self.max_step, t_eval=self.ts, max_steps=self.max_steps,
-            stiffness=self.stiffness, shape=self.shape, frozen_steps=frozen_steps, n_control=self.n_control,
+            f,
+            self.t0,
+            self.t1,
+            y0_flat,
+            self.tableau,
+            self.convention,
+            rtol=self.rtol,
+            atol=self.atol,
+            first_step=self.first_step,
+            max_step=self.max_step,
+            t_eval=self.ts,
+            max_steps=self.max_steps,
+            stiffness=self.stiffness,
+            shape=self.shape,
+            frozen_steps=frozen_steps,
+            n_control=self.n_control,
         )
         return res, f
 
@@ -201,8 +214,24 @@ class _Context:
         return zb[:n], zb[n:]
 
 
-def _make_context(fun, y0, ts, params, method, convention, rtol, atol, first_step, max_step, max_steps,
-                  stiffness, adjoint, adjoint_rtol, adjoint_atol, n_control=None):
+def _make_context(
+    fun,
+    y0,
+    ts,
+    params,
+    method,
+    convention,
+    rtol,
+    atol,
+    first_step,
+    max_step,
+    max_steps,
+    stiffness,
+    adjoint,
+    adjoint_rtol,
+    adjoint_atol,
+    n_control=None,
+):
     if adjoint not in ADJOINTS:
         raise ValueError(f"unknown adjoint {adjoint!r}; expected one of {ADJOINTS}")
     ts = np.asarray(ts, dtype=float)
@@ -220,11 +249,24 @@ def _make_context(fun, y0, ts, params, method, convention, rtol, atol, first_ste
         tableau = conv.resolve_tableau(tableau)
     _, spec = flatten_params(params)
     return _Context(
-        fun=fun, spec=spec, shape=y0_val.shape, t0=t0, t1=t1, ts=t_eval, tableau=tableau, convention=conv,
-        rtol=rtol, atol=atol, first_step=first_step, max_step=max_step, max_steps=max_steps,
-        stiffness=stiffness, adjoint=adjoint,
+        fun=fun,
+        spec=spec,
+        shape=y0_val.shape,
+        t0=t0,
+        t1=t1,
+        ts=t_eval,
+        tableau=tableau,
+        convention=conv,
+        rtol=rtol,
+        atol=atol,
+        first_step=first_step,
+        max_step=max_step,
+        max_steps=max_steps,
+        stiffness=stiffness,
+        adjoint=adjoint,
         adjoint_rtol=rtol if adjoint_rtol is None else adjoint_rtol,
-        adjoint_atol=(atol if np.ndim(atol) == 0 else float(np.min(atol))) if adjoint_atol is None
+        adjoint_atol=(atol if np.ndim(atol) == 0 else float(np.min(atol)))
+        if adjoint_atol is None
         else adjoint_atol,
         n_control=n_control,
     )
@@ -312,7 +354,8 @@ class AdjointSweep:
 
 
 def _error_norm_vjp(tableau, K, h, y, y_new, rtol, atol, E_bar):
-    """Cotangents (K̄, ȳ_n, ȳ_{n+1}) of E = RMS(y_err/sc), y_err = h Kᵀe, sc = atol + rtol·max(|y_n|,|y_{n+1}|).
+    """Cotangents (K̄, ȳ_n, ȳ_{n+1}) of E = RMS(y_err/sc), y_err = h Kᵀe,
+    sc = atol + rtol·max(|y_n|, |y_{n+1}|):
 
         ∂E/∂z = z/(nE) with z = y_err/sc;  ȳ_err = z̄/sc;  s̄c = −z̄ z/sc;  K̄ = h e ⊗ ȳ_err
         ∂max(a, b)/∂a = 1 if a > b, ½ if a = b (autograd's convention), ∂|y|/∂y = sign(y).
@@ -320,8 +363,9 @@ def _error_norm_vjp(tableau, K, h, y, y_new, rtol, atol, E_bar):
     DOP853's combined norm is differentiated with autograd (it is not on the neural-ODE fast path).
     """
     if tableau.e3 is not None:
-        vjp, _ = make_vjp(lambda K_, y_, yn_: error_norm(tableau, K_, h, y_, yn_, rtol, atol)[0],
-                          argnum=(0, 1, 2))(K, y, y_new)
+        vjp, _ = make_vjp(
+            lambda K_, y_, yn_: error_norm(tableau, K_, h, y_, yn_, rtol, atol)[0], argnum=(0, 1, 2)
+        )(K, y, y_new)
         return vjp(E_bar)
     ay, an = np.abs(y), np.abs(y_new)
     sc = atol + np.maximum(ay, an) * rtol
@@ -470,11 +514,19 @@ def discrete_adjoint_sweep(ctx: _Context, g_ys, g_E, g_S, *, record: bool = Fals
         carry_k1 = Kb[0]
         lam = yb
         if record:
-            records.append(AdjointStepRecord(
-                index=j, t=t, h=h, lam_new=np.reshape(lam_new, ctx.shape), lam=np.reshape(lam, ctx.shape),
-                k1_bar=np.reshape(carry_k1, ctx.shape), stage_adjoints=np.reshape(Kb, (-1, *ctx.shape)),
-                stage_state_adjoints=np.reshape(Yb, (-1, *ctx.shape)), theta_bar=theta_bar - theta_before,
-            ))
+            records.append(
+                AdjointStepRecord(
+                    index=j,
+                    t=t,
+                    h=h,
+                    lam_new=np.reshape(lam_new, ctx.shape),
+                    lam=np.reshape(lam, ctx.shape),
+                    k1_bar=np.reshape(carry_k1, ctx.shape),
+                    stage_adjoints=np.reshape(Kb, (-1, *ctx.shape)),
+                    stage_state_adjoints=np.reshape(Yb, (-1, *ctx.shape)),
+                    theta_bar=theta_bar - theta_before,
+                )
+            )
     # k_1 of the first step is f(t0, y0).
     if carry_k1 is not None and np.any(carry_k1):
         dy, dth = ctx.vjp_f(ctx.t0, ctx.y0, carry_k1)
@@ -490,7 +542,7 @@ _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(8)
 
 
 def _continuous_adjoint(ctx: _Context, g_ys):
-    """Optimise-then-discretise adjoint (module docstring), integrated backwards output interval by interval."""
+    """Optimise-then-discretise adjoint (module docstring), integrated backwards interval by interval."""
     n = int(np.prod(ctx.shape))
     p = ctx.theta.size
     info = ctx.info
@@ -501,7 +553,11 @@ def _continuous_adjoint(ctx: _Context, g_ys):
     method = ctx.tableau
     # The backward solves must land on every output time (the forward dense output exists only inside the
     # span), so a convention that steps past the end (torchdiffeq) is used here with clipping.
-    conv = ctx.convention if ctx.convention.clip_to_end else dataclasses.replace(ctx.convention, clip_to_end=True)
+    conv = (
+        ctx.convention
+        if ctx.convention.clip_to_end
+        else dataclasses.replace(ctx.convention, clip_to_end=True)
+    )
     kw = dict(method=method, convention=conv, rtol=ctx.adjoint_rtol, atol=ctx.adjoint_atol)
 
     def aug_vjp(t, y, lam):
@@ -516,21 +572,27 @@ def _continuous_adjoint(ctx: _Context, g_ys):
         ta, tb = ts[i], ts[i - 1]
         if ta != tb:
             if ctx.adjoint == "backsolve":
+
                 def rhs(t, z):
                     y = z[:n]
                     dy, dth = aug_vjp(t, y, z[n : 2 * n])
                     return np.concatenate([f(t, y), -dy, -dth])
+
                 z = solve_ivp(rhs, (ta, tb), np.concatenate([y_cur, lam, theta_bar]), **kw).ys[-1]
                 y_cur, lam, theta_bar = z[:n], z[n : 2 * n], z[2 * n :]
             elif ctx.adjoint == "interpolating":
+
                 def rhs(t, z):
                     dy, dth = aug_vjp(t, np.reshape(y_of_t(t), -1), z[:n])
                     return np.concatenate([-dy, -dth])
+
                 z = solve_ivp(rhs, (ta, tb), np.concatenate([lam, theta_bar]), **kw).ys[-1]
                 lam, theta_bar = z[:n], z[n:]
             else:  # quadrature
+
                 def rhs(t, z):
                     return -aug_vjp(t, np.reshape(y_of_t(t), -1), z)[0]
+
                 back = solve_ivp(rhs, (ta, tb), lam, **kw)
                 for st in back.accepted_steps:
                     # θ̄ += ∫_{t_new}^{t} (∂f/∂θ)ᵀλ dt over the backward step, Gauss–Legendre in time.
@@ -538,8 +600,10 @@ def _continuous_adjoint(ctx: _Context, g_ys):
                     for x, wq in zip(_GL_NODES, _GL_WEIGHTS):
                         tq = 0.5 * (hi - lo) * x + 0.5 * (hi + lo)
                         lam_q = np.reshape(back.sol(tq), -1)
-                        theta_bar = theta_bar + 0.5 * (hi - lo) * wq * aug_vjp(
-                            tq, np.reshape(y_of_t(tq), -1), lam_q)[1]
+                        theta_bar = (
+                            theta_bar
+                            + 0.5 * (hi - lo) * wq * aug_vjp(tq, np.reshape(y_of_t(tq), -1), lam_q)[1]
+                        )
                 lam = np.reshape(back.ys[-1], -1)
         lam = lam + g_ys[i - 1]
     return lam, theta_bar
@@ -562,10 +626,42 @@ def _regularizer_sums(ctx, E, S, e_variant, s_variant):
     return R_E, R_S
 
 
-def _run(fun, y0, ts, params, method, convention, rtol, atol, adjoint, first_step, max_step, max_steps,
-         stiffness, adjoint_rtol, adjoint_atol, n_control=None):
-    ctx = _make_context(fun, y0, ts, params, method, convention, rtol, atol, first_step, max_step,
-                        max_steps, stiffness, adjoint, adjoint_rtol, adjoint_atol, n_control)
+def _run(
+    fun,
+    y0,
+    ts,
+    params,
+    method,
+    convention,
+    rtol,
+    atol,
+    adjoint,
+    first_step,
+    max_step,
+    max_steps,
+    stiffness,
+    adjoint_rtol,
+    adjoint_atol,
+    n_control=None,
+):
+    ctx = _make_context(
+        fun,
+        y0,
+        ts,
+        params,
+        method,
+        convention,
+        rtol,
+        atol,
+        first_step,
+        max_step,
+        max_steps,
+        stiffness,
+        adjoint,
+        adjoint_rtol,
+        adjoint_atol,
+        n_control,
+    )
     y0_flat = anp.reshape(y0 if not isinstance(getval(y0), (list, tuple)) else np.asarray(y0, float), (-1,))
     y0_flat = y0_flat * 1.0  # ints → floats without breaking the trace
     theta, _ = flatten_params(params)
@@ -588,9 +684,25 @@ def _run(fun, y0, ts, params, method, convention, rtol, atol, adjoint, first_ste
     return ctx, ys, E, S
 
 
-def odeint(fun: Callable, y0, ts, params=None, *, method="tsit5", convention="ordinarydiffeq", rtol=1e-6,
-           atol=1e-6, adjoint="discrete", first_step=None, max_step=np.inf, max_steps=100000,
-           stiffness="rms_ratio", adjoint_rtol=None, adjoint_atol=None, n_control=None):
+def odeint(
+    fun: Callable,
+    y0,
+    ts,
+    params=None,
+    *,
+    method="tsit5",
+    convention="ordinarydiffeq",
+    rtol=1e-6,
+    atol=1e-6,
+    adjoint="discrete",
+    first_step=None,
+    max_step=np.inf,
+    max_steps=100000,
+    stiffness="rms_ratio",
+    adjoint_rtol=None,
+    adjoint_atol=None,
+    n_control=None,
+):
     """Solve y' = fun(t, y, params) from y(ts[0]) = y0 and return y at ``ts``: shape (len(ts), *y0.shape).
 
     Differentiable with autograd (``autograd.grad``, ``make_vjp``) with respect to ``y0`` and ``params``
@@ -609,15 +721,48 @@ def odeint(fun: Callable, y0, ts, params=None, *, method="tsit5", convention="or
     >>> round(float(g), 5)   # d/dθ e^{−θ} = −e^{−0.5}
     -0.60653
     """
-    _, ys, _, _ = _run(fun, y0, ts, params, method, convention, rtol, atol, adjoint, first_step, max_step,
-                       max_steps, stiffness, adjoint_rtol, adjoint_atol, n_control)
+    _, ys, _, _ = _run(
+        fun,
+        y0,
+        ts,
+        params,
+        method,
+        convention,
+        rtol,
+        atol,
+        adjoint,
+        first_step,
+        max_step,
+        max_steps,
+        stiffness,
+        adjoint_rtol,
+        adjoint_atol,
+        n_control,
+    )
     return ys
 
 
-def odeint_regularized(fun: Callable, y0, ts, params=None, *, method="tsit5", convention="ordinarydiffeq",
-                       rtol=1e-6, atol=1e-6, adjoint="discrete", first_step=None, max_step=np.inf,
-                       max_steps=100000, stiffness="rms_ratio", e_variant="sum", s_variant="sum",
-                       adjoint_rtol=None, adjoint_atol=None, n_control=None):
+def odeint_regularized(
+    fun: Callable,
+    y0,
+    ts,
+    params=None,
+    *,
+    method="tsit5",
+    convention="ordinarydiffeq",
+    rtol=1e-6,
+    atol=1e-6,
+    adjoint="discrete",
+    first_step=None,
+    max_step=np.inf,
+    max_steps=100000,
+    stiffness="rms_ratio",
+    e_variant="sum",
+    s_variant="sum",
+    adjoint_rtol=None,
+    adjoint_atol=None,
+    n_control=None,
+):
     """Like :func:`odeint`, also returning the solver-heuristic regularizers (DESIGN §5).
 
     Returns ``(ys, R_E, R_S, info)`` with, over the accepted steps j of the solve,
@@ -633,16 +778,44 @@ def odeint_regularized(fun: Callable, y0, ts, params=None, *, method="tsit5", co
         raise ValueError(f"unknown e_variant {e_variant!r}; expected one of {E_VARIANTS}")
     if s_variant not in S_VARIANTS:
         raise ValueError(f"unknown s_variant {s_variant!r}; expected one of {S_VARIANTS}")
-    ctx, ys, E, S = _run(fun, y0, ts, params, method, convention, rtol, atol, adjoint, first_step, max_step,
-                         max_steps, stiffness, adjoint_rtol, adjoint_atol, n_control)
+    ctx, ys, E, S = _run(
+        fun,
+        y0,
+        ts,
+        params,
+        method,
+        convention,
+        rtol,
+        atol,
+        adjoint,
+        first_step,
+        max_step,
+        max_steps,
+        stiffness,
+        adjoint_rtol,
+        adjoint_atol,
+        n_control,
+    )
     R_E, R_S = _regularizer_sums(ctx, E, S, e_variant, s_variant)
     info = ctx.info
     info.stats = ctx.stats
     return ys, R_E, R_S, info
 
 
-def frozen_grid_solve(fun: Callable, y0, ts, params, info: Solution, *, rtol=1e-6, atol=1e-6,
-                      stiffness="rms_ratio", e_variant="sum", s_variant="sum", n_control=None):
+def frozen_grid_solve(
+    fun: Callable,
+    y0,
+    ts,
+    params,
+    info: Solution,
+    *,
+    rtol=1e-6,
+    atol=1e-6,
+    stiffness="rms_ratio",
+    e_variant="sum",
+    s_variant="sum",
+    n_control=None,
+):
     """The frozen-grid map of DESIGN §5/§6: replay the accepted steps (t_j, h_j) of ``info`` from new
     (y0, params) — no step-size control, every step accepted — and return ``(ys, R_E, R_S)``.
 
@@ -653,8 +826,24 @@ def frozen_grid_solve(fun: Callable, y0, ts, params, info: Solution, *, rtol=1e-
     from .tableaus import TABLEAUS
 
     frozen = [(s.t, s.h, s.t_new) for s in info.accepted_steps]
-    ctx = _make_context(fun, y0, ts, params, TABLEAUS[info.method], info.convention, rtol, atol, None,
-                        np.inf, 100000, stiffness, "tape", None, None, n_control)
+    ctx = _make_context(
+        fun,
+        y0,
+        ts,
+        params,
+        TABLEAUS[info.method],
+        info.convention,
+        rtol,
+        atol,
+        None,
+        np.inf,
+        100000,
+        stiffness,
+        "tape",
+        None,
+        None,
+        n_control,
+    )
     theta, _ = flatten_params(params)
     res, _ = ctx.run_forward(anp.reshape(y0, (-1,)) * 1.0, theta, frozen_steps=frozen)
     ctx.result = res
@@ -665,8 +854,9 @@ def frozen_grid_solve(fun: Callable, y0, ts, params, info: Solution, *, rtol=1e-
     return ys, R_E, R_S
 
 
-def inspect_adjoint(fun: Callable, y0, ts, params=None, *, output_cotangent, E_cotangent=0.0,
-                    S_cotangent=0.0, **solver_kw):
+def inspect_adjoint(
+    fun: Callable, y0, ts, params=None, *, output_cotangent, E_cotangent=0.0, S_cotangent=0.0, **solver_kw
+):
     """Run a forward solve and the discrete adjoint sweep with every intermediate quantity recorded.
 
     ``output_cotangent`` is ∂L/∂ys, shape (len(ts), *y0.shape); ``E_cotangent`` / ``S_cotangent`` are
@@ -676,22 +866,56 @@ def inspect_adjoint(fun: Callable, y0, ts, params=None, *, output_cotangent, E_c
     all stage adjoints (for teaching; the gradients equal those of ``autograd.grad`` through
     :func:`odeint_regularized`).
     """
-    keys = ("method", "convention", "rtol", "atol", "first_step", "max_step", "max_steps", "stiffness",
-            "n_control")
+    keys = (
+        "method",
+        "convention",
+        "rtol",
+        "atol",
+        "first_step",
+        "max_step",
+        "max_steps",
+        "stiffness",
+        "n_control",
+    )
     unknown = set(solver_kw) - set(keys)
     if unknown:
         raise TypeError(f"unexpected solver arguments {sorted(unknown)}")
-    kw = {"method": "tsit5", "convention": "ordinarydiffeq", "rtol": 1e-6, "atol": 1e-6, "first_step": None,
-          "max_step": np.inf, "max_steps": 100000, "stiffness": "rms_ratio", "n_control": None, **solver_kw}
-    ctx = _make_context(fun, y0, ts, params, kw["method"], kw["convention"], kw["rtol"], kw["atol"],
-                        kw["first_step"], kw["max_step"], kw["max_steps"], kw["stiffness"], "discrete", None,
-                        None, kw["n_control"])
+    kw = {
+        "method": "tsit5",
+        "convention": "ordinarydiffeq",
+        "rtol": 1e-6,
+        "atol": 1e-6,
+        "first_step": None,
+        "max_step": np.inf,
+        "max_steps": 100000,
+        "stiffness": "rms_ratio",
+        "n_control": None,
+        **solver_kw,
+    }
+    ctx = _make_context(
+        fun,
+        y0,
+        ts,
+        params,
+        kw["method"],
+        kw["convention"],
+        kw["rtol"],
+        kw["atol"],
+        kw["first_step"],
+        kw["max_step"],
+        kw["max_steps"],
+        kw["stiffness"],
+        "discrete",
+        None,
+        None,
+        kw["n_control"],
+    )
     theta, _ = flatten_params(params)
     _solve_primitive(np.reshape(np.asarray(y0, dtype=float), -1), getval(theta), ctx)
     n_acc = len(ctx.result.E)
     hs = np.array([abs(ctx.result.records[i].h) for i in ctx.result.accepted_index])
     g_E = hs if isinstance(E_cotangent, str) else np.broadcast_to(np.asarray(E_cotangent, float), (n_acc,))
-    g_S = (hs if isinstance(S_cotangent, str) else np.broadcast_to(np.asarray(S_cotangent, float), (n_acc,)))
+    g_S = hs if isinstance(S_cotangent, str) else np.broadcast_to(np.asarray(S_cotangent, float), (n_acc,))
     g_S = g_S[: len(ctx.result.S)]
     g_ys = np.reshape(np.asarray(output_cotangent, dtype=float), (len(ctx.result.outputs), -1))
     sweep = discrete_adjoint_sweep(ctx, g_ys, g_E, g_S, record=True)

@@ -1,10 +1,10 @@
 """Command line: ``ndereg-ref reproduce | trace | crosscheck`` (argument parsing only).
 
-    ndereg-ref reproduce spiral --quick          # the README's main job (≈ 1 minute)
-    ndereg-ref reproduce classify --out results/classify
-    ndereg-ref trace --problem vdp --method dp5 --convention scipy -o vdp.json
-    ndereg-ref crosscheck --against scipy
-    ndereg-ref report                            # docs/results.md from results/*/results.json
+ndereg-ref reproduce spiral --quick          # the README's main job (≈ 1 minute)
+ndereg-ref reproduce classify --out results/classify
+ndereg-ref trace --problem vdp --method dp5 --convention scipy -o vdp.json
+ndereg-ref crosscheck --against scipy
+ndereg-ref report                            # docs/results.md from results/*/results.json
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ EXPERIMENTS = ("spiral", "classify", "spiral-sde")
 
 
 def _reproduce(argv) -> int:
-    ap = argparse.ArgumentParser(prog="ndereg-ref reproduce",
-                                 description="Reproduce a paper experiment at laptop scale: prints a table, "
-                                             "writes table.md, results.json and PNG plots.")
+    ap = argparse.ArgumentParser(
+        prog="ndereg-ref reproduce",
+        description="Reproduce a paper experiment at laptop scale: prints a table, "
+        "writes table.md, results.json and PNG plots.",
+    )
     ap.add_argument("experiment", choices=EXPERIMENTS)
     ap.add_argument("--quick", action="store_true", help="reduced version (about a minute)")
     ap.add_argument("--out", default=None, help="output directory (default results/<experiment>)")
@@ -30,14 +32,22 @@ def _reproduce(argv) -> int:
     args = ap.parse_args(argv)
     from .experiments import run_experiment
 
-    run_experiment(args.experiment, quick=args.quick, out=args.out, n_seeds=args.seeds, iters=args.iters,
-                   methods=None if args.methods is None else args.methods.split(","), progress=args.progress)
+    run_experiment(
+        args.experiment,
+        quick=args.quick,
+        out=args.out,
+        n_seeds=args.seeds,
+        iters=args.iters,
+        methods=None if args.methods is None else args.methods.split(","),
+        progress=args.progress,
+    )
     return 0
 
 
 def _report(argv) -> int:
-    ap = argparse.ArgumentParser(prog="ndereg-ref report",
-                                 description="Write docs/results.md from results/<experiment>/results.json.")
+    ap = argparse.ArgumentParser(
+        prog="ndereg-ref report", description="Write docs/results.md from results/<experiment>/results.json."
+    )
     ap.add_argument("--results", default="results")
     ap.add_argument("--out", default=os.path.join("docs", "results.md"))
     args = ap.parse_args(argv)

@@ -48,7 +48,17 @@ def _rms(x) -> float:
 
 
 def hairer_initial_step(
-    fun, t0, y0, f0, t1, order: int, rtol, atol, max_step=np.inf, *, clamp_to_interval=True,
+    fun,
+    t0,
+    y0,
+    f0,
+    t1,
+    order: int,
+    rtol,
+    atol,
+    max_step=np.inf,
+    *,
+    clamp_to_interval=True,
     julia_shortcut=False,
 ) -> tuple[float, int]:
     """Hairer's starting step (HNW I §II.4, "automatic step size selection"), scipy's operation order.
@@ -137,9 +147,7 @@ class ScipyConvention(Convention):
     """
 
     def initial_step(self, fun, t0, y0, f0, t1, tableau, rtol, atol, max_step):
-        return hairer_initial_step(
-            fun, t0, y0, f0, t1, tableau.error_estimator_order, rtol, atol, max_step
-        )
+        return hairer_initial_step(fun, t0, y0, f0, t1, tableau.error_estimator_order, rtol, atol, max_step)
 
     @staticmethod
     def accept(q: float) -> bool:
@@ -227,7 +235,15 @@ class OrdinaryDiffEqConvention(Convention):
 
     def initial_step(self, fun, t0, y0, f0, t1, tableau, rtol, atol, max_step):
         return hairer_initial_step(
-            fun, t0, y0, f0, t1, tableau.order, rtol, atol, min(max_step, abs(t1 - t0)),
+            fun,
+            t0,
+            y0,
+            f0,
+            t1,
+            tableau.order,
+            rtol,
+            atol,
+            min(max_step, abs(t1 - t0)),
             julia_shortcut=True,
         )
 
@@ -278,6 +294,4 @@ def get_convention(name) -> Convention:
     try:
         return CONVENTIONS[name]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown convention {name!r}; expected one of {sorted(CONVENTIONS)}"
-        ) from None
+        raise ValueError(f"unknown convention {name!r}; expected one of {sorted(CONVENTIONS)}") from None

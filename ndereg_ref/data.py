@@ -68,8 +68,9 @@ def spiral_rhs(t: float, u, A=SPIRAL_A) -> np.ndarray:
     return np.asarray(u, dtype=float) ** 3 @ A.T
 
 
-def spiral_ode(n_points: int = 30, t_span=(0.0, 1.5), u0=SPIRAL_U0, A=SPIRAL_A, rtol: float = 1e-10,
-               atol: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
+def spiral_ode(
+    n_points: int = 30, t_span=(0.0, 1.5), u0=SPIRAL_U0, A=SPIRAL_A, rtol: float = 1e-10, atol: float = 1e-10
+) -> tuple[np.ndarray, np.ndarray]:
     """Ground-truth spiral trajectory: ``ts = linspace(t0, t1, n_points)`` and ``ys[i] = u(ts[i])`` for
     du/dt = A u³ (module docstring), computed with scipy's DOP853 at the given tolerances.
 
@@ -94,8 +95,9 @@ def spiral_ode(n_points: int = 30, t_span=(0.0, 1.5), u0=SPIRAL_U0, A=SPIRAL_A, 
     # One solve per output interval, so that every saved value is a step endpoint: with t_eval the values
     # would come from DOP853's dense output, whose error is ~25× the step error here.
     for i in range(n_points - 1):
-        sol = solve_ivp(lambda t, u: A @ u**3, (ts[i], ts[i + 1]), ys[i], method="DOP853", rtol=rtol,
-                        atol=atol)
+        sol = solve_ivp(
+            lambda t, u: A @ u**3, (ts[i], ts[i + 1]), ys[i], method="DOP853", rtol=rtol, atol=atol
+        )
         if not sol.success:
             raise RuntimeError(f"spiral ground-truth solve failed on [{ts[i]}, {ts[i + 1]}]: {sol.message}")
         ys[i + 1] = sol.y[:, -1]
@@ -105,9 +107,16 @@ def spiral_ode(n_points: int = 30, t_span=(0.0, 1.5), u0=SPIRAL_U0, A=SPIRAL_A, 
 # --------------------------------------------------------------------------------------------------
 # concentric annuli
 # --------------------------------------------------------------------------------------------------
-def concentric_annuli(n: int, rng: np.random.Generator | int, r_inner=(0.0, 0.5), r_outer=(1.0, 1.5),
-                      noise: float = 0.0, *, dim: int = 2,
-                      radius_law: str = "dupont") -> tuple[np.ndarray, np.ndarray]:
+def concentric_annuli(
+    n: int,
+    rng: np.random.Generator | int,
+    r_inner=(0.0, 0.5),
+    r_outer=(1.0, 1.5),
+    noise: float = 0.0,
+    *,
+    dim: int = 2,
+    radius_law: str = "dupont",
+) -> tuple[np.ndarray, np.ndarray]:
     """Balanced two-class data in concentric shells (Dupont et al. 2019, §4.1; ``ConcentricSphere``).
 
     ``n // 2`` points of class 0 with radius in ``r_inner`` and ``n − n // 2`` of class 1 with radius in
@@ -127,8 +136,10 @@ def concentric_annuli(n: int, rng: np.random.Generator | int, r_inner=(0.0, 0.5)
         raise ValueError(f"dim must be a positive int, got {dim!r}")
     (a0, a1), (b0, b1) = (float(r) for r in r_inner), (float(r) for r in r_outer)
     if not (0.0 <= a0 <= a1 < b0 <= b1):
-        raise ValueError(f"need 0 ≤ r_inner[0] ≤ r_inner[1] < r_outer[0] ≤ r_outer[1], got r_inner={r_inner},"
-                         f" r_outer={r_outer}")
+        raise ValueError(
+            f"need 0 ≤ r_inner[0] ≤ r_inner[1] < r_outer[0] ≤ r_outer[1], got r_inner={r_inner},"
+            f" r_outer={r_outer}"
+        )
     if radius_law not in ("dupont", "area"):
         raise ValueError(f"unknown radius_law {radius_law!r}; expected 'dupont' or 'area'")
     if noise < 0:
@@ -181,9 +192,19 @@ def train_test_split(*arrays, test_fraction: float = 0.2, rng: np.random.Generat
 # --------------------------------------------------------------------------------------------------
 # time series: damped oscillators
 # --------------------------------------------------------------------------------------------------
-def time_series(n_series: int, n_times: int, rng: np.random.Generator | int, *, t_span=(0.0, 10.0),
-                omega_range=(0.5, 2.0), damping_range=(0.0, 0.3), amplitude_range=(0.5, 1.5),
-                sampling: str = "regular", noise: float = 0.0, return_params: bool = False):
+def time_series(
+    n_series: int,
+    n_times: int,
+    rng: np.random.Generator | int,
+    *,
+    t_span=(0.0, 10.0),
+    omega_range=(0.5, 2.0),
+    damping_range=(0.0, 0.3),
+    amplitude_range=(0.5, 1.5),
+    sampling: str = "regular",
+    noise: float = 0.0,
+    return_params: bool = False,
+):
     """Damped harmonic oscillators x'' + 2γ x' + ω0² x = 0 observed as the state (x, x').
 
     Per series: ω0 ~ U(omega_range), γ ~ U(damping_range) (underdamped: γ < ω0 is required),
@@ -210,8 +231,9 @@ def time_series(n_series: int, n_times: int, rng: np.random.Generator | int, *, 
     if not 0.0 < omega_range[0] <= omega_range[1]:
         raise ValueError(f"omega_range must satisfy 0 < low ≤ high, got {omega_range}")
     if not 0.0 <= damping_range[0] <= damping_range[1] < omega_range[0]:
-        raise ValueError(f"damping_range must satisfy 0 ≤ low ≤ high < omega_range[0] (underdamped), got "
-                         f"{damping_range}")
+        raise ValueError(
+            f"damping_range must satisfy 0 ≤ low ≤ high < omega_range[0] (underdamped), got {damping_range}"
+        )
     if sampling not in ("regular", "irregular"):
         raise ValueError(f"unknown sampling {sampling!r}; expected 'regular' or 'irregular'")
     if noise < 0:
@@ -235,16 +257,20 @@ def time_series(n_series: int, n_times: int, rng: np.random.Generator | int, *, 
     clean = np.stack([x, v], axis=-1)
     ys = clean + noise * rng.standard_normal(clean.shape) if noise > 0 else clean.copy()
     if return_params:
-        return ts, ys, {"omega0": omega0, "gamma": gamma, "amplitude": amplitude, "phase": phase,
-                        "clean": clean}
+        return (
+            ts,
+            ys,
+            {"omega0": omega0, "gamma": gamma, "amplitude": amplitude, "phase": phase, "clean": clean},
+        )
     return ts, ys
 
 
 # --------------------------------------------------------------------------------------------------
 # minibatches
 # --------------------------------------------------------------------------------------------------
-def minibatches(n: int, batch_size: int, rng: np.random.Generator | int, *, shuffle: bool = True,
-                drop_last: bool = False) -> Iterator[np.ndarray]:
+def minibatches(
+    n: int, batch_size: int, rng: np.random.Generator | int, *, shuffle: bool = True, drop_last: bool = False
+) -> Iterator[np.ndarray]:
     """One epoch of index arrays: a random permutation of range(n) (or range(n) itself with
     ``shuffle=False``) cut into consecutive chunks of ``batch_size``; the last chunk is shorter unless
     ``drop_last``."""

@@ -141,8 +141,15 @@ class MLP:
     shape ``(n_l,)``, where ``layer_sizes = (n_0, …, n_L) = (d + time_input, *hidden, d)``.
     """
 
-    def __init__(self, dim: int, hidden: Sequence[int] | int = (50,), activation: str = "tanh",
-                 time_input: bool = False, cubic_input: bool = False, final_activation: str | None = None):
+    def __init__(
+        self,
+        dim: int,
+        hidden: Sequence[int] | int = (50,),
+        activation: str = "tanh",
+        time_input: bool = False,
+        cubic_input: bool = False,
+        final_activation: str | None = None,
+    ):
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
         if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
@@ -154,8 +161,9 @@ class MLP:
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
         if final_activation is not None and final_activation not in ACTIVATIONS:
-            raise ValueError(f"unknown final_activation {final_activation!r}; expected None or one of "
-                             f"{ACTIVATIONS}")
+            raise ValueError(
+                f"unknown final_activation {final_activation!r}; expected None or one of {ACTIVATIONS}"
+            )
         self.dim = int(dim)
         self.hidden = tuple(int(w) for w in hidden)
         self.activation = activation
@@ -164,14 +172,17 @@ class MLP:
         self.final_activation = final_activation
         self.layer_sizes = (self.dim + int(self.time_input), *self.hidden, self.dim)
         self._param_shapes = tuple(
-            shape for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:])
+            shape
+            for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:])
             for shape in ((n_in, n_out), (n_out,))
         )
 
     def __repr__(self) -> str:
-        return (f"MLP(dim={self.dim}, hidden={self.hidden}, activation={self.activation!r}, "
-                f"time_input={self.time_input}, cubic_input={self.cubic_input}, "
-                f"final_activation={self.final_activation!r})")
+        return (
+            f"MLP(dim={self.dim}, hidden={self.hidden}, activation={self.activation!r}, "
+            f"time_input={self.time_input}, cubic_input={self.cubic_input}, "
+            f"final_activation={self.final_activation!r})"
+        )
 
     @property
     def n_layers(self) -> int:
@@ -206,23 +217,30 @@ class MLP:
     def _check_y(self, y, name: str = "y") -> tuple[int, ...]:
         shape = np.shape(y)  # works for ArrayBoxes too (they have .shape)
         if len(shape) not in (1, 2) or shape[-1] != self.dim:
-            raise ValueError(f"{self!r}: {name} must have shape ({self.dim},) or (batch, {self.dim}), "
-                             f"got {_shape_str(shape)}")
+            raise ValueError(
+                f"{self!r}: {name} must have shape ({self.dim},) or (batch, {self.dim}), "
+                f"got {_shape_str(shape)}"
+            )
         return shape
 
     def _check_params(self, params) -> None:
         expected = self._param_shapes
         if not isinstance(params, _PARAM_LISTS):
-            raise ValueError(f"{self!r}: params must be a list [W1, b1, …, W{self.n_layers}, "
-                             f"b{self.n_layers}], got {type(params).__name__}")
+            raise ValueError(
+                f"{self!r}: params must be a list [W1, b1, …, W{self.n_layers}, "
+                f"b{self.n_layers}], got {type(params).__name__}"
+            )
         if len(params) != len(expected):
-            raise ValueError(f"{self!r}: expected {len(expected)} parameter arrays [W1, b1, …] for layer "
-                             f"sizes {self.layer_sizes}, got {len(params)}")
+            raise ValueError(
+                f"{self!r}: expected {len(expected)} parameter arrays [W1, b1, …] for layer "
+                f"sizes {self.layer_sizes}, got {len(params)}"
+            )
         for i, (p, shape) in enumerate(zip(params, expected)):
             if np.shape(p) != shape:
                 name = ("W" if i % 2 == 0 else "b") + str(i // 2 + 1)
-                raise ValueError(f"{self!r}: {name} must have shape {_shape_str(shape)}, got "
-                                 f"{_shape_str(np.shape(p))}")
+                raise ValueError(
+                    f"{self!r}: {name} must have shape {_shape_str(shape)}, got {_shape_str(np.shape(p))}"
+                )
 
     # --------------------------------------------------------------------------------- forward pass
     def _forward(self, xp, t, y, params):
@@ -261,8 +279,10 @@ class MLP:
         nothing is traced; under autograd it is itself differentiable (e.g. Hessian–vector products).
         """
         if np.shape(v) != np.shape(y):
-            raise ValueError(f"{self!r}: v must have the shape of y {_shape_str(np.shape(y))}, got "
-                             f"{_shape_str(np.shape(v))}")
+            raise ValueError(
+                f"{self!r}: v must have the shape of y {_shape_str(np.shape(y))}, got "
+                f"{_shape_str(np.shape(v))}"
+            )
         xp = _xp(t, y, params, v)
         _, xs, zs = self._forward(xp, t, y, params)
         L = self.n_layers
@@ -304,8 +324,10 @@ class MLP:
     def jvp(self, t, y, params, u):
         """(∂f/∂y)(t, y) u, row by row for a batch (u has the shape of y)."""
         if np.shape(u) != np.shape(y):
-            raise ValueError(f"{self!r}: u must have the shape of y {_shape_str(np.shape(y))}, got "
-                             f"{_shape_str(np.shape(u))}")
+            raise ValueError(
+                f"{self!r}: u must have the shape of y {_shape_str(np.shape(y))}, got "
+                f"{_shape_str(np.shape(u))}"
+            )
         return self._tangent(t, y, params, u, 0.0)
 
     def time_derivative(self, t, y, params):
@@ -343,8 +365,9 @@ class LinearDiagonalDiffusion:
     def n_params(self) -> int:
         return self.dim
 
-    def init_params(self, rng: np.random.Generator | int | None = None,
-                    scale: float = 0.1) -> list[np.ndarray]:
+    def init_params(
+        self, rng: np.random.Generator | int | None = None, scale: float = 0.1
+    ) -> list[np.ndarray]:
         """[θ] with θ = scale · 1 (deterministic; ``rng`` is accepted so that every field shares the
         ``init_params(rng)`` call, and is not used)."""
         if rng is not None:
@@ -354,8 +377,9 @@ class LinearDiagonalDiffusion:
     def _check(self, y, params):
         shape = np.shape(y)
         if len(shape) not in (1, 2) or shape[-1] != self.dim:
-            raise ValueError(f"{self!r}: y must have shape ({self.dim},) or (batch, {self.dim}), got "
-                             f"{_shape_str(shape)}")
+            raise ValueError(
+                f"{self!r}: y must have shape ({self.dim},) or (batch, {self.dim}), got {_shape_str(shape)}"
+            )
         if not isinstance(params, _PARAM_LISTS) or len(params) != 1 or np.shape(params[0]) != (self.dim,):
             raise ValueError(f"{self!r}: params must be [theta] with theta of shape ({self.dim},)")
 
@@ -411,8 +435,10 @@ def unflatten_params(theta, like) -> list:
     shapes = [tuple(s) if isinstance(s, (tuple, list)) else tuple(np.shape(s)) for s in like]
     sizes = [int(np.prod(s)) for s in shapes]
     if np.ndim(theta) != 1 or np.shape(theta)[0] != sum(sizes):
-        raise ValueError(f"theta must be a 1-D vector of length {sum(sizes)} (the total size of "
-                         f"{len(shapes)} arrays), got shape {_shape_str(np.shape(theta))}")
+        raise ValueError(
+            f"theta must be a 1-D vector of length {sum(sizes)} (the total size of "
+            f"{len(shapes)} arrays), got shape {_shape_str(np.shape(theta))}"
+        )
     out, start = [], 0
     for shape, size in zip(shapes, sizes):
         out.append(anp.reshape(theta[start : start + size], shape))

@@ -7,8 +7,8 @@ equations", SIAM J. Numer. Anal. 9 (1972) 603–637 (problem classes A and B).  
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import autograd.numpy as np
 import scipy.special
@@ -67,18 +67,43 @@ PROBLEMS: dict[str, Problem] = {
     p.name: p
     for p in [
         Problem("exp_sin", _exp_sin, (0.0, 10.0), (1.0,), _exp_sin_exact, "y' = −y + sin t, y0 = 1"),
-        Problem("decay", lambda t, y: -y, (0.0, 5.0), (1.0,), lambda t: np.array([np.exp(-t)]),
-                "y' = −y, y0 = 1"),
-        Problem("harmonic", _harmonic, (0.0, 10.0), (1.0, 0.0),
-                lambda t: np.array([np.cos(t), -np.sin(t)]), "harmonic oscillator y'' = −y"),
+        Problem(
+            "decay", lambda t, y: -y, (0.0, 5.0), (1.0,), lambda t: np.array([np.exp(-t)]), "y' = −y, y0 = 1"
+        ),
+        Problem(
+            "harmonic",
+            _harmonic,
+            (0.0, 10.0),
+            (1.0, 0.0),
+            lambda t: np.array([np.cos(t), -np.sin(t)]),
+            "harmonic oscillator y'' = −y",
+        ),
         Problem("vdp", _vdp, (0.0, 20.0), (2.0, 0.0), None, "van der Pol, μ = 1"),
         Problem("lotka", _lotka, (0.0, 15.0), (10.0, 5.0), None, "Lotka–Volterra (1.5x − xy, −3y + xy)"),
-        Problem("A2", lambda t, y: -(y**3) / 2, (0.0, 20.0), (1.0,),
-                lambda t: np.array([1 / np.sqrt(1 + t)]), "DETEST A2: y' = −y³/2"),
-        Problem("A3", lambda t, y: y * np.cos(t), (0.0, 20.0), (1.0,),
-                lambda t: np.array([np.exp(np.sin(t))]), "DETEST A3: y' = y cos t"),
-        Problem("A4", lambda t, y: y / 4 * (1 - y / 20), (0.0, 20.0), (1.0,),
-                lambda t: np.array([20 / (1 + 19 * np.exp(-t / 4))]), "DETEST A4: logistic"),
+        Problem(
+            "A2",
+            lambda t, y: -(y**3) / 2,
+            (0.0, 20.0),
+            (1.0,),
+            lambda t: np.array([1 / np.sqrt(1 + t)]),
+            "DETEST A2: y' = −y³/2",
+        ),
+        Problem(
+            "A3",
+            lambda t, y: y * np.cos(t),
+            (0.0, 20.0),
+            (1.0,),
+            lambda t: np.array([np.exp(np.sin(t))]),
+            "DETEST A3: y' = y cos t",
+        ),
+        Problem(
+            "A4",
+            lambda t, y: y / 4 * (1 - y / 20),
+            (0.0, 20.0),
+            (1.0,),
+            lambda t: np.array([20 / (1 + 19 * np.exp(-t / 4))]),
+            "DETEST A4: logistic",
+        ),
         Problem("B5", _b5, (0.0, 20.0), (0.0, 1.0, 1.0), _b5_exact, "DETEST B5: Euler's rigid body"),
     ]
 }

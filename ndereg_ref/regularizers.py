@@ -25,8 +25,8 @@ control* (``n_control``), so they do not change the step sequence of z.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import autograd.numpy as anp
 import numpy as np
@@ -104,21 +104,39 @@ def _flat(fun, params, shape):
     return f
 
 
-def local_error_step(fun: Callable, params, t_r: float, u_r, k1, h_r: float, *, rtol: float, atol,
-                     method="tsit5"):
+def local_error_step(
+    fun: Callable, params, t_r: float, u_r, k1, h_r: float, *, rtol: float, atol, method="tsit5"
+):
     """r = E(t_r)·h_r: the scaled error norm of one (Tsit5) step from (t_r, u_r) with the given k_1 and step
     h_r, no accept/reject (Pal et al. 2023, Alg. 1).  Differentiable w.r.t. ``params`` only: u_r, k_1, t_r
     and h_r are constants (so ∂r/∂y0 = 0 exactly)."""
     u_r = np.asarray(getval(u_r))
     shape = u_r.shape
-    res = rk_step(_flat(fun, params, shape), t_r, u_r.reshape(-1), h_r, get_tableau(method),
-                  k1=np.reshape(getval(k1), -1), rtol=rtol, atol=atol)
+    res = rk_step(
+        _flat(fun, params, shape),
+        t_r,
+        u_r.reshape(-1),
+        h_r,
+        get_tableau(method),
+        k1=np.reshape(getval(k1), -1),
+        rtol=rtol,
+        atol=atol,
+    )
     return res.error_norm * abs(h_r)
 
 
-def local_regularization(fun: Callable, params, info: Solution, rng: np.random.Generator, *,
-                         sampling: str = "unbiased", rtol: float = 1e-6, atol=1e-6, method="tsit5",
-                         save_times=None):
+def local_regularization(
+    fun: Callable,
+    params,
+    info: Solution,
+    rng: np.random.Generator,
+    *,
+    sampling: str = "unbiased",
+    rtol: float = 1e-6,
+    atol=1e-6,
+    method="tsit5",
+    save_times=None,
+):
     """The local regularizer r = E(t_r)·h_r of Pal et al. 2023 for the solve ``info`` (module docstring).
 
     ``info`` is the forward :class:`Solution` of the data solve (any adjoint).  Biased sampling draws from
@@ -138,9 +156,18 @@ def local_regularization(fun: Callable, params, info: Solution, rng: np.random.G
     dtmax = abs(t1 - t_r)
     if dtmax == 0:
         raise ValueError("local regularization drew t_r = t1: no room for a step")
-    h_r, n_probe = hairer_initial_step(f_plain, t_r, u_r.reshape(-1), k1, t1, tableau.order, rtol,
-                                       np.reshape(atol, -1) if np.ndim(atol) else atol, dtmax,
-                                       julia_shortcut=True)
+    h_r, n_probe = hairer_initial_step(
+        f_plain,
+        t_r,
+        u_r.reshape(-1),
+        k1,
+        t1,
+        tableau.order,
+        rtol,
+        np.reshape(atol, -1) if np.ndim(atol) else atol,
+        dtmax,
+        julia_shortcut=True,
+    )
     h_r = h_r if t1 > t0 else -h_r
     r = local_error_step(fun, params, t_r, u_r, k1, h_r, rtol=rtol, atol=atol, method=method)
     nfev = 1 + n_probe + tableau.n_stages - 1
@@ -235,8 +262,9 @@ def rnode_integrands(fun: Callable, t, z, params, eps):
     return 0.5 * anp.mean(f_val**2), anp.mean(epsJ**2)
 
 
-def rnode_solve(fun: Callable, y0, ts, params, rng: np.random.Generator, *, noise: str = "rademacher",
-                **solver_kw):
+def rnode_solve(
+    fun: Callable, y0, ts, params, rng: np.random.Generator, *, noise: str = "rademacher", **solver_kw
+):
     """Solve z' = f with RNODE's two integrals as extra states excluded from step control.
 
     ε (shape of y0) is drawn once per solve from ``rng``: Rademacher (±1) or Gaussian.  Returns

@@ -8,8 +8,8 @@ That is exactly DESIGN §5's frozen-grid map, and tracing :func:`integrate` with
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import autograd.numpy as anp
 import numpy as np
@@ -20,7 +20,15 @@ from .errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowErro
 from .step import STIFFNESS_VARIANTS, rk_step
 from .tableaus import Tableau, get_tableau
 
-__all__ = ["solve_ivp", "solve_fixed_grid", "Solution", "StepRecord", "DenseOutput", "integrate", "validate_inputs"]
+__all__ = [
+    "solve_ivp",
+    "solve_fixed_grid",
+    "Solution",
+    "StepRecord",
+    "DenseOutput",
+    "integrate",
+    "validate_inputs",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,14 +95,25 @@ def _flat_field(fun, args, shape):
             return anp.reshape(out, (-1,))
         out = np.asarray(out)
         if out.shape != shape:
-            raise ValueError(f"fun returned an array of shape {out.shape}, expected {shape} (the shape of y0)")
+            raise ValueError(
+                f"fun returned an array of shape {out.shape}, expected {shape} (the shape of y0)"
+            )
         return out.reshape(-1)
 
     return f
 
 
-def validate_inputs(t_span, y0, rtol, atol, t_eval=None, first_step=None, max_step=np.inf,
-                    max_steps=100000, stiffness="rms_ratio"):
+def validate_inputs(
+    t_span,
+    y0,
+    rtol,
+    atol,
+    t_eval=None,
+    first_step=None,
+    max_step=np.inf,
+    max_steps=100000,
+    stiffness="rms_ratio",
+):
     """Check the common arguments; return (t0, t1, y0 as float array, atol as float or flat array, t_eval)."""
     try:
         t0, t1 = (float(v) for v in t_span)
@@ -235,8 +254,15 @@ def integrate(
 
                 atol_c = atol[:n_control] if np.ndim(atol) else atol
                 h_abs, n = convention.initial_step(
-                    f_sub, t0, y0_plain[:n_control], np.asarray(getval(k1))[:n_control], t1, tableau, rtol,
-                    atol_c, max_step,
+                    f_sub,
+                    t0,
+                    y0_plain[:n_control],
+                    np.asarray(getval(k1))[:n_control],
+                    t1,
+                    tableau,
+                    rtol,
+                    atol_c,
+                    max_step,
                 )
             nfev += n
         else:
@@ -272,15 +298,33 @@ def integrate(
         j = len(accepted_index)
         if frozen_steps is not None:
             _, h, t_new = frozen_steps[j]
-            res = rk_step(f, t, y, h, tableau, k1=k1, rtol=rtol, atol=atol, stiffness=stiffness,
-                          n_control=n_control)
+            res = rk_step(
+                f, t, y, h, tableau, k1=k1, rtol=rtol, atol=atol, stiffness=stiffness, n_control=n_control
+            )
             nfev += res.nfev
             records.append(_record(res, t, h, t_new, True, reshape))
             h_abs_next = h_abs
         else:
             res, t_new, h, h_abs_next, state, n_attempts, nf = _attempt_until_accepted(
-                f, t, y, k1, h_abs, t1, direction, tableau, convention, state, rtol, atol, stiffness,
-                max_step, max_steps, n_attempts, records, reshape, n_control,
+                f,
+                t,
+                y,
+                k1,
+                h_abs,
+                t1,
+                direction,
+                tableau,
+                convention,
+                state,
+                rtol,
+                atol,
+                stiffness,
+                max_step,
+                max_steps,
+                n_attempts,
+                records,
+                reshape,
+                n_control,
             )
             nfev += nf
         accepted_index.append(len(records) - 1)
@@ -328,8 +372,17 @@ def integrate(
         h_abs = h_abs_next
 
     return IntegrationResult(
-        outputs=outputs, saves=saves, records=records, accepted_index=accepted_index,
-        extended_stages=extended, R_E=R_E, R_S=R_S, E=E_list, S=S_list, nfev=nfev, tableau=tableau,
+        outputs=outputs,
+        saves=saves,
+        records=records,
+        accepted_index=accepted_index,
+        extended_stages=extended,
+        R_E=R_E,
+        R_S=R_S,
+        E=E_list,
+        S=S_list,
+        nfev=nfev,
+        tableau=tableau,
         convention=convention,
     )
 
@@ -337,16 +390,42 @@ def integrate(
 def _record(res, t, h, t_new, accepted, reshape) -> StepRecord:
     S = res.stiffness
     return StepRecord(
-        t=t, h=h, t_new=t_new, accepted=accepted, error_norm=float(getval(res.error_norm)),
+        t=t,
+        h=h,
+        t_new=t_new,
+        accepted=accepted,
+        error_norm=float(getval(res.error_norm)),
         stiffness=None if S is None else float(getval(S)),
-        y=reshape(res.y), y_new=reshape(res.y_new), y_err=reshape(res.y_err),
-        stages=reshape(res.stages, stages=True), stage_states=reshape(res.stage_states, stages=True),
+        y=reshape(res.y),
+        y_new=reshape(res.y_new),
+        y_err=reshape(res.y_err),
+        stages=reshape(res.stages, stages=True),
+        stage_states=reshape(res.stage_states, stages=True),
         nfev=res.nfev,
     )
 
 
-def _attempt_until_accepted(f, t, y, k1, h_abs, t1, direction, tableau, convention, state, rtol, atol,
-                            stiffness, max_step, max_steps, n_attempts, records, reshape, n_control=None):
+def _attempt_until_accepted(
+    f,
+    t,
+    y,
+    k1,
+    h_abs,
+    t1,
+    direction,
+    tableau,
+    convention,
+    state,
+    rtol,
+    atol,
+    stiffness,
+    max_step,
+    max_steps,
+    n_attempts,
+    records,
+    reshape,
+    n_control=None,
+):
     """Attempt steps from (t, y) until one is accepted (scipy's ``_step_impl`` logic, generalised).
 
     Returns the accepted StepResult, t_new, h, the next proposed |h|, the controller state, the attempt
@@ -374,8 +453,9 @@ def _attempt_until_accepted(f, t, y, k1, h_abs, t1, direction, tableau, conventi
         t_new = convention.snap_to_end(t_new, t1)
         if convention.recompute_h or t_new == t1:
             h = t_new - t
-        res = rk_step(f, t, y, h, tableau, k1=k1, rtol=rtol, atol=atol, stiffness=stiffness,
-                      n_control=n_control)
+        res = rk_step(
+            f, t, y, h, tableau, k1=k1, rtol=rtol, atol=atol, stiffness=stiffness, n_control=n_control
+        )
         nfev += res.nfev
         n_attempts += 1
         q = float(getval(res.error_norm))
@@ -422,8 +502,14 @@ class DenseOutput:
             s = self._steps[j]
             K = np.reshape(s.stages, (s.stages.shape[0], -1))
             K_ext, n = _extend_stages(
-                lambda t, y: np.asarray(getval(self._f(t, y))), self.tableau, s.t,
-                np.reshape(s.y, -1), s.h, K, s.t_new, np.reshape(s.y_new, -1),
+                lambda t, y: np.asarray(getval(self._f(t, y))),
+                self.tableau,
+                s.t,
+                np.reshape(s.y, -1),
+                s.h,
+                K,
+                s.t_new,
+                np.reshape(s.y_new, -1),
             )
             self.nfev += n
             self._ext[j] = np.asarray(K_ext)
@@ -456,7 +542,8 @@ class Solution:
     ys : (m, *y0.shape) states at ``ts``.
     steps : every attempted step as a :class:`StepRecord` (accepted and rejected, in order).
     nfev, n_accepted, n_rejected : counts, NFE as the convention's library reports it (DESIGN §3).
-    R_E, R_S : Σ_j E_j|h_j| and Σ_j S_j|h_j| over accepted steps (DESIGN §5; R_S None without a stiffness pair).
+    R_E, R_S : Σ_j E_j|h_j| and Σ_j S_j|h_j| over accepted steps (DESIGN §5; R_S is None without a
+        stiffness pair).
     sol : :class:`DenseOutput`, ``sol(t)`` for any t in the span.
     method, convention : tableau name actually used and convention name.
     """
@@ -544,8 +631,20 @@ def solve_ivp(
     shape = y0.shape
     f = _flat_field(fun, args, shape)
     res = integrate(
-        f, t0, t1, y0.reshape(-1), tableau, conv, rtol=rtol, atol=atol, first_step=first_step,
-        max_step=max_step, t_eval=t_eval, max_steps=max_steps, stiffness=stiffness, shape=shape,
+        f,
+        t0,
+        t1,
+        y0.reshape(-1),
+        tableau,
+        conv,
+        rtol=rtol,
+        atol=atol,
+        first_step=first_step,
+        max_step=max_step,
+        t_eval=t_eval,
+        max_steps=max_steps,
+        stiffness=stiffness,
+        shape=shape,
     )
     return solution_from_result(res, f, shape, (t0, t1))
 
@@ -556,18 +655,37 @@ def solution_from_result(res: IntegrationResult, f, shape, t_span) -> Solution:
     ys = np.stack([np.reshape(getval(o), shape) for o in res.outputs])
     n_acc = len(res.accepted_index)
     tableau = res.tableau
-    dense = DenseOutput(f, tableau, [res.records[i] for i in res.accepted_index], res.extended_stages,
-                        shape, t_span)
+    dense = DenseOutput(
+        f, tableau, [res.records[i] for i in res.accepted_index], res.extended_stages, shape, t_span
+    )
     return Solution(
-        ts=ts, ys=ys, steps=res.records, nfev=res.nfev, n_accepted=n_acc,
-        n_rejected=len(res.records) - n_acc, R_E=float(getval(res.R_E)),
+        ts=ts,
+        ys=ys,
+        steps=res.records,
+        nfev=res.nfev,
+        n_accepted=n_acc,
+        n_rejected=len(res.records) - n_acc,
+        R_E=float(getval(res.R_E)),
         R_S=None if tableau.stiffness_pair is None else float(getval(res.R_S)),
-        sol=dense, method=tableau.name, convention=res.convention.name, t_span=t_span, saves=res.saves,
+        sol=dense,
+        method=tableau.name,
+        convention=res.convention.name,
+        t_span=t_span,
+        saves=res.saves,
     )
 
 
-def solve_fixed_grid(fun: Callable, grid, y0, *, args: tuple = (), method: str | Tableau = "tsit5",
-                     rtol: float = 1e-3, atol=1e-6, stiffness: str = "rms_ratio"):
+def solve_fixed_grid(
+    fun: Callable,
+    grid,
+    y0,
+    *,
+    args: tuple = (),
+    method: str | Tableau = "tsit5",
+    rtol: float = 1e-3,
+    atol=1e-6,
+    stiffness: str = "rms_ratio",
+):
     """Step through a given time grid t_0 < t_1 < … < t_N with h_n = t_{n+1} − t_n (no step control).
 
     Used for convergence-order experiments and as the *frozen-grid map* of DESIGN §5/§6 (replaying the

@@ -18,7 +18,8 @@ scipy's step sequences bit for bit.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import autograd.numpy as anp
 import numpy

@@ -90,7 +90,9 @@ class AnnuliTask:
         self.model = MLP(d, hidden=(self.hidden,), activation="tanh", time_input=False)
         rng = np.random.default_rng(self.seed)
         self.X, self.labels = data.concentric_annuli(self.n_train, rng)
-        self.X_test, self.labels_test = data.concentric_annuli(self.n_test, np.random.default_rng(self.seed + 1))
+        self.X_test, self.labels_test = data.concentric_annuli(
+            self.n_test, np.random.default_rng(self.seed + 1)
+        )
         self.ts = np.array([0.0, 1.0])
         self.test_ts = self.ts
         self.n_field_params = len(self.model.init_params(np.random.default_rng(0)))
@@ -127,7 +129,8 @@ class AnnuliTask:
         _, y = self._xy(batch)
         logits = self._logits(params, ys[-1])
         logz = anp.log(anp.sum(anp.exp(logits - anp.max(logits, axis=1, keepdims=True)), axis=1)) + anp.max(
-            logits, axis=1)
+            logits, axis=1
+        )
         picked = logits[np.arange(len(y)), y]
         return anp.mean(logz - picked)
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from autograd import value_and_grad
@@ -30,11 +31,29 @@ from autograd.tracer import getval
 from . import regularizers as reg
 from .adjoint import odeint_regularized
 
-__all__ = ["METHODS", "TrainConfig", "IterationRecord", "TrainResult", "Task", "train", "evaluate", "Adam",
-           "annealed_weight"]
+__all__ = [
+    "METHODS",
+    "TrainConfig",
+    "IterationRecord",
+    "TrainResult",
+    "Task",
+    "train",
+    "evaluate",
+    "Adam",
+    "annealed_weight",
+]
 
-METHODS = ("vanilla", "ernode", "srnode", "ernode+srnode", "local_unbiased", "local_biased", "steer",
-           "taynode", "rnode")
+METHODS = (
+    "vanilla",
+    "ernode",
+    "srnode",
+    "ernode+srnode",
+    "local_unbiased",
+    "local_biased",
+    "steer",
+    "taynode",
+    "rnode",
+)
 
 
 class Task(Protocol):
@@ -112,8 +131,11 @@ class TrainResult:
     config: TrainConfig
 
     def as_dict(self) -> dict:
-        return {"config": asdict(self.config), "train_time_s": self.train_time_s,
-                "history": [asdict(h) for h in self.history]}
+        return {
+            "config": asdict(self.config),
+            "train_time_s": self.train_time_s,
+            "history": [asdict(h) for h in self.history],
+        }
 
 
 def annealed_weight(lam0: float, lam1: float | None, e: int, E: int) -> float:
@@ -178,8 +200,9 @@ def _objective(task: Task, cfg: TrainConfig, params, batch, rng, lam, stash: dic
         regs["R_kinetic"], regs["R_jacobian"] = R_kin, R_jac
         total = loss + lam * (cfg.rnode_kinetic_weight * R_kin + cfg.rnode_jacobian_weight * R_jac)
     else:
-        ys, R_E, R_S, info = odeint_regularized(task.field, y0, ts, fp, e_variant=cfg.e_variant,
-                                                s_variant=cfg.s_variant, **kw)
+        ys, R_E, R_S, info = odeint_regularized(
+            task.field, y0, ts, fp, e_variant=cfg.e_variant, s_variant=cfg.s_variant, **kw
+        )
         infos.append(info)
         loss = task.data_loss(params, ys, batch)
         regs["R_E"], regs["R_S"] = R_E, R_S
@@ -193,8 +216,14 @@ def _objective(task: Task, cfg: TrainConfig, params, batch, rng, lam, stash: dic
         if m.startswith("local_"):
             sampling = m.split("_", 1)[1]
             r, sample = reg.local_regularization(
-                task.field, fp, info, rng, sampling=sampling, rtol=kw.get("rtol", 1e-6),
-                atol=kw.get("atol", 1e-6), save_times=None,
+                task.field,
+                fp,
+                info,
+                rng,
+                sampling=sampling,
+                rtol=kw.get("rtol", 1e-6),
+                atol=kw.get("atol", 1e-6),
+                save_times=None,
             )
             regs["R_local"] = r
             stash["local_nfev"] = sample.nfev
@@ -231,15 +260,18 @@ def train(task: Task, params: list, config: TrainConfig) -> TrainResult:
         nf_fwd = sum(i.stats["nfev_forward"] for i in stash["infos"]) + stash.get("local_nfev", 0)
         nf_bwd = sum(i.stats["n_vjp"] + i.stats["nfev_backward"] for i in stash["infos"])
         regs = {k: (None if v is None else float(getval(v))) for k, v in stash["regs"].items()}
-        history.append(IterationRecord(e, float(getval(stash["loss"])), regs, lam, nf_fwd, nf_bwd,
-                                       time.perf_counter() - start))
+        history.append(
+            IterationRecord(
+                e, float(getval(stash["loss"])), regs, lam, nf_fwd, nf_bwd, time.perf_counter() - start
+            )
+        )
         if bar is not None:
             bar.set_postfix(loss=f"{history[-1].data_loss:.4g}", nfe=nf_fwd)
     return TrainResult(params, history, time.perf_counter() - start, config)
 
 
 def evaluate(task: Task, params: list, *, solver: dict | None = None, repeats: int = 3) -> dict:
-    """Prediction without regularizers: test loss/metrics, prediction NFE and best-of-``repeats`` wall time."""
+    """Prediction without regularizers: test loss/metrics, prediction NFE, best-of-``repeats`` wall time."""
     solver = dict(solver or {"method": "tsit5", "rtol": 1e-6, "atol": 1e-6})
     solver.pop("adjoint", None)
     batch = task.test_batch()
@@ -250,9 +282,13 @@ def evaluate(task: Task, params: list, *, solver: dict | None = None, repeats: i
         t = time.perf_counter()
         ys, _, _, info = odeint_regularized(task.field, task.y0(params, batch), ts, fp, **solver)
         times.append(time.perf_counter() - t)
-    out = {"prediction_nfe": int(info.nfev), "prediction_time_s": float(min(times)),
-           "n_accepted": info.n_accepted, "n_rejected": info.n_rejected,
-           "test_loss": float(task.data_loss(params, ys, batch))}
+    out = {
+        "prediction_nfe": int(info.nfev),
+        "prediction_time_s": float(min(times)),
+        "n_accepted": info.n_accepted,
+        "n_rejected": info.n_rejected,
+        "test_loss": float(task.data_loss(params, ys, batch)),
+    }
     out.update(task.metrics(params, ys, batch))
     out["_solution"] = info
     return out

@@ -23,10 +23,14 @@ def build(name, cells, execute=True):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     for kind, src in cells:
         src = src.strip("\n")
-        nb.cells.append(nbformat.v4.new_markdown_cell(src) if kind == "md" else nbformat.v4.new_code_cell(src))
+        nb.cells.append(
+            nbformat.v4.new_markdown_cell(src) if kind == "md" else nbformat.v4.new_code_cell(src)
+        )
     path = os.path.join(HERE, name)
     if execute:
-        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": HERE}}).execute()
+        NotebookClient(
+            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": HERE}}
+        ).execute()
     nbformat.write(nb, path)
     return path
 

@@ -15,8 +15,12 @@ import ndereg_ref as nr
 from ndereg_ref.adjoint import frozen_grid_solve
 
 RNG = np.random.default_rng(1234)
-PARAMS = [RNG.standard_normal((2, 8)) * 0.8, RNG.standard_normal(8) * 0.3, RNG.standard_normal((8, 2)) * 0.8,
-          np.array([0.1, -0.2])]
+PARAMS = [
+    RNG.standard_normal((2, 8)) * 0.8,
+    RNG.standard_normal(8) * 0.3,
+    RNG.standard_normal((8, 2)) * 0.8,
+    np.array([0.1, -0.2]),
+]
 Y0 = np.array([[1.0, 0.5], [0.2, -0.3], [-0.7, 0.4]])  # a batch of 3 two-dimensional states
 
 
@@ -34,8 +38,9 @@ def _rel(a, b):
 
 def _loss_factory(method, convention, ts, wE, wS, **kw):
     def loss(y0, params, adjoint):
-        ys, R_E, R_S, _ = nr.odeint_regularized(mlp_field, y0, ts, params, method=method, convention=convention,
-                                                adjoint=adjoint, **kw)
+        ys, R_E, R_S, _ = nr.odeint_regularized(
+            mlp_field, y0, ts, params, method=method, convention=convention, adjoint=adjoint, **kw
+        )
         L = anp.sum(anp.sin(ys) * ys)
         if wE:
             L = L + wE * R_E
@@ -47,9 +52,17 @@ def _loss_factory(method, convention, ts, wE, wS, **kw):
 
 
 CASES = [
-    ("dp5", "scipy"), ("dp5", "ordinarydiffeq"), ("dp5", "torchdiffeq"), ("dp5", "diffrax"),
-    ("tsit5", "ordinarydiffeq"), ("tsit5", "diffrax"), ("bs3", "torchdiffeq"), ("bs3", "scipy"),
-    ("cash_karp", "scipy"), ("heun_euler", "ordinarydiffeq"), ("dop853", "scipy"),
+    ("dp5", "scipy"),
+    ("dp5", "ordinarydiffeq"),
+    ("dp5", "torchdiffeq"),
+    ("dp5", "diffrax"),
+    ("tsit5", "ordinarydiffeq"),
+    ("tsit5", "diffrax"),
+    ("bs3", "torchdiffeq"),
+    ("bs3", "scipy"),
+    ("cash_karp", "scipy"),
+    ("heun_euler", "ordinarydiffeq"),
+    ("dop853", "scipy"),
 ]
 
 
@@ -81,8 +94,9 @@ def test_discrete_equals_tape_regularizers(method, convention):
 
 
 def test_cases_include_rejected_steps():
-    ys, R_E, R_S, info = nr.odeint_regularized(mlp_field, Y0, [0.0, 3.0], PARAMS, method="dp5", rtol=1e-5,
-                                               atol=1e-7, first_step=0.4)
+    ys, R_E, R_S, info = nr.odeint_regularized(
+        mlp_field, Y0, [0.0, 3.0], PARAMS, method="dp5", rtol=1e-5, atol=1e-7, first_step=0.4
+    )
     assert info.n_rejected > 0
 
 
@@ -91,8 +105,17 @@ def test_stiffness_variants_discrete_equals_tape(variant):
     ts = [0.0, 2.0]
 
     def loss(params, adjoint):
-        _, R_E, R_S, _ = nr.odeint_regularized(mlp_field, Y0, ts, params, method="tsit5", rtol=1e-6, atol=1e-8,
-                                               adjoint=adjoint, stiffness=variant)
+        _, R_E, R_S, _ = nr.odeint_regularized(
+            mlp_field,
+            Y0,
+            ts,
+            params,
+            method="tsit5",
+            rtol=1e-6,
+            atol=1e-8,
+            adjoint=adjoint,
+            stiffness=variant,
+        )
         return R_S
 
     assert _rel(autograd.grad(loss)(PARAMS, "discrete"), autograd.grad(loss)(PARAMS, "tape")) < 1e-11
@@ -101,8 +124,17 @@ def test_stiffness_variants_discrete_equals_tape(variant):
 @pytest.mark.parametrize("e_variant,s_variant", [("mean", "max"), ("sum", "sum")])
 def test_regularizer_variants(e_variant, s_variant):
     ts = [0.0, 2.0]
-    ys, R_E, R_S, info = nr.odeint_regularized(mlp_field, Y0, ts, PARAMS, method="tsit5", rtol=1e-6, atol=1e-8,
-                                               e_variant=e_variant, s_variant=s_variant)
+    ys, R_E, R_S, info = nr.odeint_regularized(
+        mlp_field,
+        Y0,
+        ts,
+        PARAMS,
+        method="tsit5",
+        rtol=1e-6,
+        atol=1e-8,
+        e_variant=e_variant,
+        s_variant=s_variant,
+    )
     acc = info.accepted_steps
     E = np.array([s.error_norm for s in acc])
     S = np.array([s.stiffness for s in acc])
@@ -116,21 +148,24 @@ def test_regularizer_variants(e_variant, s_variant):
         assert R_E == pytest.approx(info.R_E, rel=1e-14)
 
 
-@pytest.mark.parametrize("method,convention", [("tsit5", "ordinarydiffeq"), ("dp5", "torchdiffeq"),
-                                               ("cash_karp", "scipy")])
+@pytest.mark.parametrize(
+    "method,convention", [("tsit5", "ordinarydiffeq"), ("dp5", "torchdiffeq"), ("cash_karp", "scipy")]
+)
 def test_discrete_equals_central_differences(method, convention):
     ts = np.linspace(0.0, 2.0, 6)
     kw = dict(rtol=1e-5, atol=1e-7)
-    ys, R_E, R_S, info = nr.odeint_regularized(mlp_field, Y0, ts, PARAMS, method=method, convention=convention,
-                                               **kw)
+    ys, R_E, R_S, info = nr.odeint_regularized(
+        mlp_field, Y0, ts, PARAMS, method=method, convention=convention, **kw
+    )
 
     def frozen_loss(y0, params):
         ys, R_E, R_S = frozen_grid_solve(mlp_field, y0, ts, params, info, **kw)
         return anp.sum(anp.sin(ys) * ys) + 3.0 * R_E + (0.0 if R_S is None else 0.5 * R_S)
 
     def loss(y0, params):
-        ys, R_E, R_S, _ = nr.odeint_regularized(mlp_field, y0, ts, params, method=method, convention=convention,
-                                                **kw)
+        ys, R_E, R_S, _ = nr.odeint_regularized(
+            mlp_field, y0, ts, params, method=method, convention=convention, **kw
+        )
         return anp.sum(anp.sin(ys) * ys) + 3.0 * R_E + (0.0 if R_S is None else 0.5 * R_S)
 
     g_y0, g_p = autograd.grad(loss, argnum=(0, 1))(Y0, PARAMS)
@@ -157,22 +192,33 @@ def test_discrete_equals_central_differences(method, convention):
 def test_dot_product_identity_of_one_step(method):
     """⟨J v, w⟩ = ⟨v, Jᵀ w⟩ for the linearised one-step map y_n ↦ y_{n+1} (and its parameters)."""
     ts = [0.0, 0.3]
-    ys, _, _, info = nr.odeint_regularized(mlp_field, Y0, ts, PARAMS, method=method, rtol=1e3, atol=1e3,
-                                           first_step=0.3)
+    ys, _, _, info = nr.odeint_regularized(
+        mlp_field, Y0, ts, PARAMS, method=method, rtol=1e3, atol=1e3, first_step=0.3
+    )
     assert info.n_accepted == 1
     rng = np.random.default_rng(7)
     v_y, v_p = rng.standard_normal(Y0.shape), [rng.standard_normal(p.shape) for p in PARAMS]
     w = rng.standard_normal(Y0.shape)
 
     def step_map(eps):  # y_{n+1} along the direction (v_y, v_p), on the frozen grid
-        ys, _, _ = frozen_grid_solve(mlp_field, Y0 + eps * v_y, ts, [p + eps * d for p, d in zip(PARAMS, v_p)],
-                                     info, rtol=1e3, atol=1e3)
+        ys, _, _ = frozen_grid_solve(
+            mlp_field,
+            Y0 + eps * v_y,
+            ts,
+            [p + eps * d for p, d in zip(PARAMS, v_p)],
+            info,
+            rtol=1e3,
+            atol=1e3,
+        )
         return ys[-1]
 
     Jv = make_jvp(step_map)(0.0)(1.0)[1]
     JTw_y, JTw_p = autograd.grad(
-        lambda y0, p: anp.sum(nr.odeint(mlp_field, y0, ts, p, method=method, rtol=1e3, atol=1e3,
-                                        first_step=0.3)[-1] * w), argnum=(0, 1))(Y0, PARAMS)
+        lambda y0, p: anp.sum(
+            nr.odeint(mlp_field, y0, ts, p, method=method, rtol=1e3, atol=1e3, first_step=0.3)[-1] * w
+        ),
+        argnum=(0, 1),
+    )(Y0, PARAMS)
     lhs = np.sum(Jv * w)
     rhs = np.sum(v_y * JTw_y) + sum(np.sum(a * b) for a, b in zip(v_p, JTw_p))
     assert lhs == pytest.approx(rhs, rel=1e-12)
@@ -183,17 +229,35 @@ def test_sweep_records_adjoint_states():
     from ndereg_ref.adjoint import _make_context, _solve_primitive, flatten_params
 
     ts = [0.0, 1.0]
-    ctx = _make_context(mlp_field, Y0, ts, PARAMS, "tsit5", "ordinarydiffeq", 1e-6, 1e-8, None, np.inf,
-                        10000, "rms_ratio", "discrete", None, None)
+    ctx = _make_context(
+        mlp_field,
+        Y0,
+        ts,
+        PARAMS,
+        "tsit5",
+        "ordinarydiffeq",
+        1e-6,
+        1e-8,
+        None,
+        np.inf,
+        10000,
+        "rms_ratio",
+        "discrete",
+        None,
+        None,
+    )
     theta, _ = flatten_params(PARAMS)
     _solve_primitive(Y0.reshape(-1), theta, ctx)
     g = np.zeros((2, Y0.size))
     g[-1] = 1.0  # L = Σ y(t1)
-    sweep = nr.discrete_adjoint_sweep(ctx, g, np.zeros(len(ctx.result.E)), np.zeros(len(ctx.result.S)),
-                                      record=True)
+    sweep = nr.discrete_adjoint_sweep(
+        ctx, g, np.zeros(len(ctx.result.E)), np.zeros(len(ctx.result.S)), record=True
+    )
     assert len(sweep.steps) == ctx.info.n_accepted
     np.testing.assert_array_equal(sweep.steps[0].lam_new, np.ones(Y0.shape))
-    grad_y0 = autograd.grad(lambda y0: anp.sum(nr.odeint(mlp_field, y0, ts, PARAMS, rtol=1e-6, atol=1e-8)[-1]))(Y0)
+    grad_y0 = autograd.grad(
+        lambda y0: anp.sum(nr.odeint(mlp_field, y0, ts, PARAMS, rtol=1e-6, atol=1e-8)[-1])
+    )(Y0)
     np.testing.assert_allclose(sweep.y0_bar.reshape(Y0.shape), grad_y0, rtol=1e-13)
     # VJP count: stages 2–6 of every step, the FSAL stage merged with the next step's k_1 (N − 1 of them),
     # the first k_1; the last FSAL stage carries no cotangent (b_7 = 0 and E is not in L): 6N in all.

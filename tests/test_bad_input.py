@@ -85,8 +85,9 @@ def test_step_size_underflow():
 def test_underflow_message_names_the_time():
     # Finite-time blow-up of y' = y² at t = 1: the step size collapses below 10 ulp of t.
     with pytest.raises(nr.StepSizeUnderflowError, match=r"underflows at t=1\.0") as info:
-        nr.solve_ivp(lambda t, y: y**2, (0, 2), np.ones(1), rtol=1e-6, atol=1e-9, method="dp5",
-                     convention="scipy")
+        nr.solve_ivp(
+            lambda t, y: y**2, (0, 2), np.ones(1), rtol=1e-6, atol=1e-9, method="dp5", convention="scipy"
+        )
     assert info.value.t == pytest.approx(1.0, abs=1e-5)
 
 

@@ -30,7 +30,9 @@ CASES = [
 def test_final_error_within_tolerance(name, method, convention):
     p = PROBLEMS[name]
     rtol, atol = 1e-6, 1e-9
-    sol = nr.solve_ivp(p.fun, p.t_span, p.y0_array, method=method, convention=convention, rtol=rtol, atol=atol)
+    sol = nr.solve_ivp(
+        p.fun, p.t_span, p.y0_array, method=method, convention=convention, rtol=rtol, atol=atol
+    )
     t1 = p.t_span[1]
     exact = p.exact(t1)
     assert sol.ts[-1] == t1
@@ -48,7 +50,8 @@ def test_tolerance_proportionality(method, convention):
     p = PROBLEMS["B5"]
     errs = []
     for rtol in (1e-4, 1e-7):
-        sol = nr.solve_ivp(p.fun, p.t_span, p.y0_array, method=method, convention=convention, rtol=rtol,
-                           atol=rtol * 1e-3)
+        sol = nr.solve_ivp(
+            p.fun, p.t_span, p.y0_array, method=method, convention=convention, rtol=rtol, atol=rtol * 1e-3
+        )
         errs.append(np.max(np.abs(sol.ys[-1] - p.exact(p.t_span[1]))))
     assert errs[1] < errs[0] / 100, errs

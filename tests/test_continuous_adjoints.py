@@ -19,8 +19,10 @@ def field(t, y, th):
 
 def _grad(adjoint, tol, method="dp5"):
     return autograd.grad(
-        lambda th: nr.odeint(field, np.array([1.0]), [0.0, 5.0], th, method=method, rtol=tol, atol=tol,
-                             adjoint=adjoint)[-1, 0])(THETA)
+        lambda th: nr.odeint(
+            field, np.array([1.0]), [0.0, 5.0], th, method=method, rtol=tol, atol=tol, adjoint=adjoint
+        )[-1, 0]
+    )(THETA)
 
 
 def test_reference_value():
@@ -51,8 +53,9 @@ def test_continuous_and_discrete_differ_by_order_tolerance():
 
 def test_continuous_adjoint_refuses_solver_regularizers():
     def loss(th):
-        _, R_E, _, _ = nr.odeint_regularized(field, np.array([1.0]), [0.0, 5.0], th, method="dp5",
-                                             adjoint="backsolve")
+        _, R_E, _, _ = nr.odeint_regularized(
+            field, np.array([1.0]), [0.0, 5.0], th, method="dp5", adjoint="backsolve"
+        )
         return R_E
 
     with pytest.raises(ValueError, match="cannot differentiate R_E/R_S"):

@@ -92,8 +92,12 @@ def test_nfev_bookkeeping(convention, n_init, method):
 
 def test_dp5_error_weights_follow_convention():
     p = PROBLEMS["exp_sin"]
-    for conv, name in [("scipy", "dp5"), ("ordinarydiffeq", "dp5"), ("torchdiffeq", "dp5_shampine"),
-                       ("diffrax", "dp5_shampine")]:
+    for conv, name in [
+        ("scipy", "dp5"),
+        ("ordinarydiffeq", "dp5"),
+        ("torchdiffeq", "dp5_shampine"),
+        ("diffrax", "dp5_shampine"),
+    ]:
         sol = nr.solve_ivp(p.fun, p.t_span, p.y0_array, method="dp5", convention=conv)
         assert sol.method == name
     # An explicit Tableau object is used as given.
@@ -103,8 +107,9 @@ def test_dp5_error_weights_follow_convention():
 
 def test_torchdiffeq_steps_past_end_and_interpolates():
     p = PROBLEMS["decay"]
-    sol = nr.solve_ivp(p.fun, p.t_span, p.y0_array, method="bs3", convention="torchdiffeq", rtol=1e-6,
-                       atol=1e-9)
+    sol = nr.solve_ivp(
+        p.fun, p.t_span, p.y0_array, method="bs3", convention="torchdiffeq", rtol=1e-6, atol=1e-9
+    )
     last = sol.accepted_steps[-1]
     assert last.t_new > p.t_span[1]
     assert sol.ts[-1] == p.t_span[1]

@@ -12,7 +12,8 @@ from ndereg_ref.problems import PROBLEMS
 PROBLEM = PROBLEMS["A3"]
 T_END = 2.0
 
-# (tableau, step counts): ranges chosen so errors stay well above rounding (~1e-13) and in the asymptotic regime.
+# (tableau, step counts): ranges chosen so errors stay well above rounding (~1e-13) and in the
+# asymptotic regime.
 CASES = {
     "heun_euler": [32, 64, 128, 256],
     "bs3": [16, 32, 64, 128],

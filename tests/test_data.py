@@ -67,8 +67,9 @@ def test_spiral_against_fine_rk4():
 def test_spiral_against_radau():
     ts, ys = spiral_ode(n_points=7, t_span=(0.0, 1.5))
     A = np.array(SPIRAL_A)
-    ref = solve_ivp(lambda t, u: A @ u**3, (0.0, 1.5), [2.0, 0.0], method="Radau", t_eval=ts, rtol=1e-12,
-                    atol=1e-12)
+    ref = solve_ivp(
+        lambda t, u: A @ u**3, (0.0, 1.5), [2.0, 0.0], method="Radau", t_eval=ts, rtol=1e-12, atol=1e-12
+    )
     assert ref.success
     assert np.max(np.abs(ys - ref.y.T)) < 1e-8
 
@@ -127,12 +128,15 @@ def test_annuli_seeding():
     assert not np.allclose(X1, X3)
 
 
-@pytest.mark.parametrize("law, p_inner, p_outer", [
-    # P(r < 0.25 | inner) = (0.25/0.5)² = 0.25 for both laws (r_min = 0);
-    # P(r < 1.25 | outer): dupont P(U^{1/2} < 1/2) = 1/4;  area (1.25² − 1)/(1.5² − 1) = 0.45
-    ("dupont", 0.25, 0.25),
-    ("area", 0.25, 0.45),
-])
+@pytest.mark.parametrize(
+    "law, p_inner, p_outer",
+    [
+        # P(r < 0.25 | inner) = (0.25/0.5)² = 0.25 for both laws (r_min = 0);
+        # P(r < 1.25 | outer): dupont P(U^{1/2} < 1/2) = 1/4;  area (1.25² − 1)/(1.5² − 1) = 0.45
+        ("dupont", 0.25, 0.25),
+        ("area", 0.25, 0.45),
+    ],
+)
 def test_annuli_radius_laws(law, p_inner, p_outer):
     X, labels = concentric_annuli(40000, 1, radius_law=law)
     r = np.linalg.norm(X, axis=1)
@@ -191,8 +195,15 @@ def test_time_series_against_scipy():
     assert ts.shape == (40,) and ys.shape == (4, 40, 2)
     for i in range(4):
         w0, g = info["omega0"][i], info["gamma"][i]
-        ref = solve_ivp(lambda t, z, g=g, w0=w0: [z[1], -2 * g * z[1] - w0**2 * z[0]], (ts[0], ts[-1]),
-                        ys[i, 0], method="DOP853", t_eval=ts, rtol=1e-12, atol=1e-12)
+        ref = solve_ivp(
+            lambda t, z, g=g, w0=w0: [z[1], -2 * g * z[1] - w0**2 * z[0]],
+            (ts[0], ts[-1]),
+            ys[i, 0],
+            method="DOP853",
+            t_eval=ts,
+            rtol=1e-12,
+            atol=1e-12,
+        )
         assert np.max(np.abs(ref.y.T - ys[i])) < 1e-9
     # initial state from amplitude and phase: x(t0) = a cos φ
     np.testing.assert_allclose(ys[:, 0, 0], info["amplitude"] * np.cos(info["phase"]), rtol=1e-14)
@@ -209,13 +220,15 @@ def test_time_series_energy_decays():
 
 
 def test_time_series_irregular_noise_and_seeding():
-    ts, ys, info = time_series(50, 30, 7, sampling="irregular", noise=0.1, t_span=(1.0, 4.0),
-                               return_params=True)
+    ts, ys, info = time_series(
+        50, 30, 7, sampling="irregular", noise=0.1, t_span=(1.0, 4.0), return_params=True
+    )
     assert ts[0] == 1.0 and ts[-1] <= 4.0 and np.all(np.diff(ts) > 0)
     resid = ys - info["clean"]
     assert abs(np.std(resid) - 0.1) < 0.01  # 3000 samples: standard error of the std ≈ 0.0013
-    ts2, ys2 = time_series(50, 30, np.random.default_rng(7), sampling="irregular", noise=0.1,
-                           t_span=(1.0, 4.0))
+    ts2, ys2 = time_series(
+        50, 30, np.random.default_rng(7), sampling="irregular", noise=0.1, t_span=(1.0, 4.0)
+    )
     assert np.array_equal(ts, ts2) and np.array_equal(ys, ys2)
     ts3, _ = time_series(50, 30, 8, sampling="irregular")
     assert not np.allclose(ts, ts3)

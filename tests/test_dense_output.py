@@ -16,12 +16,21 @@ def test_dense_output_order(name):
     tab = nr.TABLEAUS[name]
     expected = min(tab.order, tab.dense_order + 1)
     errs, hs = [], []
-    for n in ([8, 16, 32] if expected >= 5 else [16, 32, 64]):
+    for n in [8, 16, 32] if expected >= 5 else [16, 32, 64]:
         grid = np.linspace(0.0, 2.0, n + 1)
         # Adaptive machinery not involved: first_step = max_step = h makes every step the grid step.
         h = 2.0 / n
-        sol = nr.solve_ivp(P.fun, (0.0, 2.0), P.y0_array, method=tab, convention="scipy", rtol=1e3, atol=1e3,
-                           first_step=h, max_step=h)
+        sol = nr.solve_ivp(
+            P.fun,
+            (0.0, 2.0),
+            P.y0_array,
+            method=tab,
+            convention="scipy",
+            rtol=1e3,
+            atol=1e3,
+            first_step=h,
+            max_step=h,
+        )
         np.testing.assert_allclose(sol.t_accepted, grid, rtol=0, atol=1e-14)
         t_mid = grid[:-1] + 0.37 * h
         errs.append(np.max(np.abs(sol.sol(t_mid)[:, 0] - P.exact(t_mid)[0])))
@@ -34,8 +43,16 @@ def test_dense_output_order(name):
 def test_t_eval_and_sol_agree(convention):
     p = PROBLEMS["harmonic"]
     t_eval = np.linspace(0, 10, 23)
-    sol = nr.solve_ivp(p.fun, p.t_span, p.y0_array, method="tsit5", convention=convention, rtol=1e-8, atol=1e-10,
-                       t_eval=t_eval)
+    sol = nr.solve_ivp(
+        p.fun,
+        p.t_span,
+        p.y0_array,
+        method="tsit5",
+        convention=convention,
+        rtol=1e-8,
+        atol=1e-10,
+        t_eval=t_eval,
+    )
     np.testing.assert_allclose(sol.ys, sol.sol(t_eval), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(sol.ys, p.exact(t_eval).T, atol=1e-6)
 

@@ -20,14 +20,30 @@ def _png_size(path):
 @pytest.fixture(scope="module")
 def spiral_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("spiral")
-    rc = main(["reproduce", "spiral", "--quick", "--out", str(out), "--methods",
-               "vanilla,ernode,local_unbiased,local_biased"])
+    rc = main(
+        [
+            "reproduce",
+            "spiral",
+            "--quick",
+            "--out",
+            str(out),
+            "--methods",
+            "vanilla,ernode,local_unbiased,local_biased",
+        ]
+    )
     assert rc == 0
     return out
 
 
 def test_outputs_written(spiral_run):
-    for name in ("table.md", "results.json", "loss_curves.png", "nfe.png", "step_traces.png", "trajectories.png"):
+    for name in (
+        "table.md",
+        "results.json",
+        "loss_curves.png",
+        "nfe.png",
+        "step_traces.png",
+        "trajectories.png",
+    ):
         path = os.path.join(spiral_run, name)
         assert os.path.getsize(path) > 0, name
     for name in ("loss_curves.png", "nfe.png", "step_traces.png", "trajectories.png"):

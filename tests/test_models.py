@@ -85,8 +85,9 @@ def test_params_traced_as_one_list():
 
 def test_batched_vjp_is_rowwise_and_sums_parameter_cotangents():
     """A batch is independent states: ȳ row i is the single-state ȳ of row i, θ̄ is the sum over rows."""
-    f, params, t, y, v = _setup(dict(activation="softplus", time_input=True, cubic_input=True, hidden=(6, 4)),
-                                batched=True)
+    f, params, t, y, v = _setup(
+        dict(activation="softplus", time_input=True, cubic_input=True, hidden=(6, 4)), batched=True
+    )
     y_bar, params_bar = f.vjp(t, y, params, v)
     singles = [f.vjp(t, y[i], params, v[i]) for i in range(y.shape[0])]
     np.testing.assert_allclose(y_bar, np.stack([s[0] for s in singles]), rtol=1e-14, atol=1e-15)
@@ -96,8 +97,9 @@ def test_batched_vjp_is_rowwise_and_sums_parameter_cotangents():
 
 def test_vjp_is_differentiable_hessian_vector_product():
     """The VJP is written with autograd.numpy: d/dy ⟨w, (∂f/∂y)ᵀv⟩ by autograd vs central differences."""
-    f, params, t, y, v = _setup(dict(activation="tanh", time_input=True, cubic_input=True, hidden=(8,)),
-                                batched=False)
+    f, params, t, y, v = _setup(
+        dict(activation="tanh", time_input=True, cubic_input=True, hidden=(8,)), batched=False
+    )
     w = np.array([0.3, -1.1, 0.7])
     phi = lambda yy: anp.dot(w, f.vjp(t, yy, params, v)[0])  # noqa: E731
     g = grad(phi)(y)
@@ -129,8 +131,13 @@ def test_jvp_matches_central_differences_and_autograd(cfg, batched):
 @pytest.mark.parametrize("batched", [False, True])
 @pytest.mark.parametrize("activation", ["tanh", "softplus"])
 def test_time_derivative_matches_central_differences(activation, batched):
-    f, params, t, y, _ = _setup(dict(activation=activation, time_input=True, cubic_input=True,
-                                     final_activation="tanh", hidden=(6, 5)), batched, seed=2)
+    f, params, t, y, _ = _setup(
+        dict(
+            activation=activation, time_input=True, cubic_input=True, final_activation="tanh", hidden=(6, 5)
+        ),
+        batched,
+        seed=2,
+    )
     eps = 1e-5
     fd = (f(t + eps, y, params) - f(t - eps, y, params)) / (2 * eps)
     assert _rel(f.time_derivative(t, y, params), fd) <= 1e-8  # central-difference error, as above
@@ -163,8 +170,12 @@ def test_forward_closed_forms():
     np.testing.assert_allclose(f(t, y, [W, b]), np.column_stack([y, np.full(5, t)]) @ W + b, rtol=1e-15)
     # the spiral field NN(u³): tanh(u³ W1 + b1) W2 + b2
     f = MLP(2, hidden=(4,), cubic_input=True)
-    W1, b1, W2, b2 = rng.standard_normal((2, 4)), rng.standard_normal(4), rng.standard_normal((4, 2)), \
-        rng.standard_normal(2)
+    W1, b1, W2, b2 = (
+        rng.standard_normal((2, 4)),
+        rng.standard_normal(4),
+        rng.standard_normal((4, 2)),
+        rng.standard_normal(2),
+    )
     expected = np.tanh(y**3 @ W1 + b1) @ W2 + b2
     np.testing.assert_allclose(f(t, y, [W1, b1, W2, b2]), expected, rtol=1e-14)
     # softplus hidden and final activations, single state

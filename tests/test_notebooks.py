@@ -25,11 +25,15 @@ def test_notebook_runs_and_plots(path):
     for cell in nb.cells:  # execute from scratch: drop the committed outputs
         if cell.cell_type == "code":
             cell.outputs = []
-    client = nbclient.NotebookClient(nb, timeout=240, kernel_name="python3",
-                                     resources={"metadata": {"path": NOTEBOOK_DIR}})
+    client = nbclient.NotebookClient(
+        nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": NOTEBOOK_DIR}}
+    )
     client.execute()  # raises CellExecutionError on any error
     n_figures = sum(
-        1 for cell in nb.cells if cell.cell_type == "code"
-        for out in cell.outputs if "image/png" in out.get("data", {})
+        1
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
+        if "image/png" in out.get("data", {})
     )
     assert n_figures >= 1, "the notebook produced no figure"

@@ -11,8 +11,12 @@ from ndereg_ref import regularizers as R
 from ndereg_ref.adjoint import frozen_grid_solve
 
 RNG = np.random.default_rng(99)
-P = [RNG.standard_normal((2, 8)) * 0.8, RNG.standard_normal(8) * 0.3, RNG.standard_normal((8, 2)) * 0.8,
-     np.array([0.1, -0.2])]
+P = [
+    RNG.standard_normal((2, 8)) * 0.8,
+    RNG.standard_normal(8) * 0.3,
+    RNG.standard_normal((8, 2)) * 0.8,
+    np.array([0.1, -0.2]),
+]
 Y0 = np.array([[1.0, 0.5], [0.2, -0.3]])
 TS = np.linspace(0.0, 1.5, 6)
 KW = dict(method="tsit5", rtol=1e-6, atol=1e-8)
@@ -71,16 +75,19 @@ def test_R_E_equals_sum_over_recorded_steps():
 @pytest.mark.parametrize("sampling", ["unbiased", "biased"])
 def test_local_regularizer_gradient_matches_fd(sampling):
     _, _, _, info = nr.odeint_regularized(mlp, Y0, TS, P, **KW)
-    r, smp = R.local_regularization(mlp, P, info, np.random.default_rng(5), sampling=sampling,
-                                    rtol=KW["rtol"], atol=KW["atol"])
+    r, smp = R.local_regularization(
+        mlp, P, info, np.random.default_rng(5), sampling=sampling, rtol=KW["rtol"], atol=KW["atol"]
+    )
 
     def fixed(p):  # t_r, h_r, u_r, k_1 held fixed: the map the gradient is of
         return R.local_error_step(mlp, p, smp.t_r, smp.u_r, smp.k1, smp.h_r, rtol=KW["rtol"], atol=KW["atol"])
 
     assert fixed(P) == r
-    grad = autograd.grad(lambda p: R.local_regularization(mlp, p, info, np.random.default_rng(5),
-                                                          sampling=sampling, rtol=KW["rtol"],
-                                                          atol=KW["atol"])[0])(P)
+    grad = autograd.grad(
+        lambda p: R.local_regularization(
+            mlp, p, info, np.random.default_rng(5), sampling=sampling, rtol=KW["rtol"], atol=KW["atol"]
+        )[0]
+    )(P)
     # With k_1 frozen at the unperturbed parameters, y_err(θ) = y_err + (θ−θ₀)·v with |y_err| ≈ 1e-7 and
     # |v| = O(1): r is a smoothed |·| whose curvature scale is ~1e-7, so the differences need eps = 1e-7.
     _check_gradient(fixed, grad, rel=2e-6, eps=1e-7)
@@ -92,8 +99,9 @@ def test_local_regularizer_with_every_adjoint(adjoint):
 
     def loss(p):
         ys, _, _, info = nr.odeint_regularized(mlp, Y0, TS, p, adjoint=adjoint, **KW)
-        r, _ = R.local_regularization(mlp, p, info, np.random.default_rng(11), rtol=KW["rtol"],
-                                      atol=KW["atol"])
+        r, _ = R.local_regularization(
+            mlp, p, info, np.random.default_rng(11), rtol=KW["rtol"], atol=KW["atol"]
+        )
         return anp.sum(ys**2) + 10.0 * r
 
     def data_only(p):
@@ -101,8 +109,11 @@ def test_local_regularizer_with_every_adjoint(adjoint):
 
     _, _, _, info = nr.odeint_regularized(mlp, Y0, TS, P, **KW)
     _, smp = R.local_regularization(mlp, P, info, np.random.default_rng(11), rtol=KW["rtol"], atol=KW["atol"])
-    g_r = autograd.grad(lambda p: R.local_error_step(mlp, p, smp.t_r, smp.u_r, smp.k1, smp.h_r,
-                                                     rtol=KW["rtol"], atol=KW["atol"]))(P)
+    g_r = autograd.grad(
+        lambda p: R.local_error_step(
+            mlp, p, smp.t_r, smp.u_r, smp.k1, smp.h_r, rtol=KW["rtol"], atol=KW["atol"]
+        )
+    )(P)
     g = autograd.grad(loss)(P)
     g_data = autograd.grad(data_only)(P)
     for a, b, c in zip(g, g_data, g_r):
@@ -210,7 +221,9 @@ def test_rnode_integrands_and_gradient():
     ts = np.linspace(0.0, 0.6, 3)
 
     def value(p):
-        _, rk, rj, _ = R.rnode_solve(mlp, Y0, ts, p, np.random.default_rng(3), method="tsit5", rtol=1e-6, atol=1e-8)
+        _, rk, rj, _ = R.rnode_solve(
+            mlp, Y0, ts, p, np.random.default_rng(3), method="tsit5", rtol=1e-6, atol=1e-8
+        )
         return rk + rj
 
     _check_gradient(value, autograd.grad(value)(P), n_dirs=2)

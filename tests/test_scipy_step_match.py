@@ -87,8 +87,9 @@ def test_t_eval_dense_output_matches_scipy(scipy_method, method):
     p = PROBLEMS["vdp"]
     t_eval = np.linspace(0.0, 20.0, 37)
     ref = si.solve_ivp(p.fun, p.t_span, p.y0, method=scipy_method, rtol=1e-6, atol=1e-9, t_eval=t_eval)
-    sol = nr.solve_ivp(p.fun, p.t_span, p.y0_array, method=method, convention="scipy", rtol=1e-6,
-                       atol=1e-9, t_eval=t_eval)
+    sol = nr.solve_ivp(
+        p.fun, p.t_span, p.y0_array, method=method, convention="scipy", rtol=1e-6, atol=1e-9, t_eval=t_eval
+    )
     np.testing.assert_array_equal(sol.ts, t_eval)
     # Same polynomial, different summation order (scipy forms Kᵀ P first): agreement to rounding.
     np.testing.assert_allclose(sol.ys, ref.y.T, rtol=1e-12, atol=1e-12)
@@ -98,8 +99,9 @@ def test_t_eval_dense_output_matches_scipy(scipy_method, method):
 def test_backward_integration_matches_scipy():
     p = PROBLEMS["exp_sin"]
     ref = si.solve_ivp(p.fun, (10.0, 0.0), [0.3], method="RK45", rtol=1e-6, atol=1e-9)
-    sol = nr.solve_ivp(p.fun, (10.0, 0.0), np.array([0.3]), method="dp5", convention="scipy", rtol=1e-6,
-                       atol=1e-9)
+    sol = nr.solve_ivp(
+        p.fun, (10.0, 0.0), np.array([0.3]), method="dp5", convention="scipy", rtol=1e-6, atol=1e-9
+    )
     np.testing.assert_array_equal(sol.ts, ref.t)
     assert sol.nfev == ref.nfev
 
@@ -108,7 +110,8 @@ def test_max_step_and_first_step_match_scipy():
     p = PROBLEMS["harmonic"]
     kw = dict(rtol=1e-5, atol=1e-8)
     ref = si.solve_ivp(p.fun, p.t_span, p.y0, method="RK45", max_step=0.3, first_step=0.01, **kw)
-    sol = nr.solve_ivp(p.fun, p.t_span, p.y0_array, method="dp5", convention="scipy", max_step=0.3,
-                       first_step=0.01, **kw)
+    sol = nr.solve_ivp(
+        p.fun, p.t_span, p.y0_array, method="dp5", convention="scipy", max_step=0.3, first_step=0.01, **kw
+    )
     np.testing.assert_array_equal(sol.ts, ref.t)
     assert sol.nfev == ref.nfev

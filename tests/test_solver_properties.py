@@ -30,8 +30,9 @@ def test_linear_systems(seed, n, log_rtol, convention, method, T):
     y0 = np.random.default_rng(seed + 1).standard_normal(n)
     rtol = 10.0**log_rtol
     atol = rtol * 1e-2
-    sol = nr.solve_ivp(lambda t, y: M @ y, (0.0, T), y0, method=method, convention=convention, rtol=rtol,
-                       atol=atol)
+    sol = nr.solve_ivp(
+        lambda t, y: M @ y, (0.0, T), y0, method=method, convention=convention, rtol=rtol, atol=atol
+    )
     acc = sol.accepted_steps
     assert sol.n_accepted == len(acc) >= 1
     assert sol.n_rejected == len(sol.steps) - len(acc)

@@ -12,21 +12,39 @@ from ..train import TrainConfig, evaluate, train
 from . import plots
 from .common import aggregate, format_table, write_outputs
 
-METHODS = ["vanilla", "ernode", "srnode", "ernode+srnode", "local_unbiased", "local_biased", "steer", "taynode",
-           "rnode"]
+METHODS = [
+    "vanilla",
+    "ernode",
+    "srnode",
+    "ernode+srnode",
+    "local_unbiased",
+    "local_biased",
+    "steer",
+    "taynode",
+    "rnode",
+]
 SOLVER = {"method": "tsit5", "convention": "ordinarydiffeq", "rtol": 1e-5, "atol": 1e-5}
 # From a sweep at seed 0 (200 steps): the largest weights that kept test accuracy at vanilla's (1.0 here);
 # local λ = 1 already breaks the classifier (accuracy 0.54 / 0.88).
 WEIGHTS = {
-    "vanilla": 0.0, "ernode": 1.0, "srnode": 0.01, "ernode+srnode": 1.0, "local_unbiased": 0.3,
-    "local_biased": 0.3, "steer": 0.0, "taynode": 1e-3, "rnode": 1e-2,
+    "vanilla": 0.0,
+    "ernode": 1.0,
+    "srnode": 0.01,
+    "ernode+srnode": 1.0,
+    "local_unbiased": 0.3,
+    "local_biased": 0.3,
+    "steer": 0.0,
+    "taynode": 1e-3,
+    "rnode": 1e-2,
 }
 SRNODE_WEIGHT = 0.01
 FULL = {"iters": 200, "seeds": 3, "lr": 0.01, "n_train": 512}
 QUICK = {"iters": 40, "seeds": 1, "lr": 0.01, "n_train": 256}
 
 
-def run(*, quick=False, out="results/classify", n_seeds=None, iters=None, methods=None, progress=False) -> dict:
+def run(
+    *, quick=False, out="results/classify", n_seeds=None, iters=None, methods=None, progress=False
+) -> dict:
     preset = QUICK if quick else FULL
     iters = iters or preset["iters"]
     seeds = list(range(n_seeds or preset["seeds"]))
@@ -36,22 +54,32 @@ def run(*, quick=False, out="results/classify", n_seeds=None, iters=None, method
         runs[m] = []
         for seed in seeds:
             task = AnnuliTask(n_train=preset["n_train"], seed=seed)
-            cfg = TrainConfig(method=m, iters=iters, lr=preset["lr"], reg_weight=WEIGHTS[m],
-                              srnode_weight=(SRNODE_WEIGHT if m == "ernode+srnode" else 1.0), seed=seed,
-                              solver=dict(SOLVER), steer_b=0.5, progress=progress)
+            cfg = TrainConfig(
+                method=m,
+                iters=iters,
+                lr=preset["lr"],
+                reg_weight=WEIGHTS[m],
+                srnode_weight=(SRNODE_WEIGHT if m == "ernode+srnode" else 1.0),
+                seed=seed,
+                solver=dict(SOLVER),
+                steer_b=0.5,
+                progress=progress,
+            )
             res = train(task, task.init_params(seed), cfg)
             ev = evaluate(task, res.params, solver=SOLVER)
             hist = res.history
-            runs[m].append({
-                "seed": seed,
-                "train_loss": hist[-1].data_loss,
-                "test_loss": ev["test_loss"],
-                "test_accuracy": ev["test_accuracy"],
-                "train_time_s": res.train_time_s,
-                "train_nfe": sum(h.nfev_forward + h.nfev_backward for h in hist) / len(hist),
-                "prediction_nfe": ev["prediction_nfe"],
-                "prediction_time_s": ev["prediction_time_s"],
-            })
+            runs[m].append(
+                {
+                    "seed": seed,
+                    "train_loss": hist[-1].data_loss,
+                    "test_loss": ev["test_loss"],
+                    "test_accuracy": ev["test_accuracy"],
+                    "train_time_s": res.train_time_s,
+                    "train_nfe": sum(h.nfev_forward + h.nfev_backward for h in hist) / len(hist),
+                    "prediction_nfe": ev["prediction_nfe"],
+                    "prediction_time_s": ev["prediction_time_s"],
+                }
+            )
             if seed == seeds[0]:
                 histories[m] = hist
                 solutions[m] = ev["_solution"]
@@ -59,8 +87,16 @@ def run(*, quick=False, out="results/classify", n_seeds=None, iters=None, method
     title = f"annuli classification — {len(seeds)} seed(s), {iters} iterations{' (quick)' if quick else ''}"
     table = format_table(summary, title)
     print(table)
-    settings = {"quick": quick, "iters": iters, "seeds": seeds, "lr": preset["lr"], "solver": SOLVER,
-                "weights": {m: WEIGHTS[m] for m in methods}, "n_train": preset["n_train"], "taynode_order": 2}
+    settings = {
+        "quick": quick,
+        "iters": iters,
+        "seeds": seeds,
+        "lr": preset["lr"],
+        "solver": SOLVER,
+        "weights": {m: WEIGHTS[m] for m in methods},
+        "n_train": preset["n_train"],
+        "taynode_order": 2,
+    }
     write_outputs(out, "classify", summary, settings, table)
     plots.loss_curves(histories, os.path.join(out, "loss_curves.png"), ylabel="training cross-entropy")
     plots.nfe_bars(summary, os.path.join(out, "nfe.png"))

@@ -39,12 +39,15 @@ def aggregate(runs: dict) -> dict:
     """runs[method] = list of per-seed dicts → per-method mean/std and ratios to vanilla."""
     out = {}
     for method, per_seed in runs.items():
-        keys = [k for k in per_seed[0] if isinstance(per_seed[0][k], (int, float)) and not isinstance(
-            per_seed[0][k], bool)]
+        keys = [
+            k
+            for k in per_seed[0]
+            if isinstance(per_seed[0][k], (int, float)) and not isinstance(per_seed[0][k], bool)
+        ]
         out[method] = {k: mean_std([r[k] for r in per_seed]) for k in keys}
     if "vanilla" in out:
         base = out["vanilla"]
-        for method, m in out.items():
+        for m in out.values():
             m["ratios_to_vanilla"] = {
                 k: (m[k]["mean"] / base[k]["mean"] if base[k]["mean"] else None)
                 for k in ("prediction_nfe", "prediction_time_s", "train_time_s", "test_loss", "train_nfe")
@@ -98,8 +101,9 @@ def _json_default(o):
     return str(o)
 
 
-def run_experiment(name: str, *, quick=False, out=None, n_seeds=None, iters=None, methods=None,
-                   progress=False) -> dict:
+def run_experiment(
+    name: str, *, quick=False, out=None, n_seeds=None, iters=None, methods=None, progress=False
+) -> dict:
     """Dispatch to the experiment module; returns the summary dict also written to results.json."""
     import importlib
 

@@ -70,7 +70,7 @@ def step_traces(solutions: dict, path: str) -> str:
 def trajectories(ts_data, ys_data, predictions: dict, path: str) -> str:
     fig, ax = plt.subplots(figsize=FIGSIZE)
     ax.plot(ys_data[:, 0], ys_data[:, 1], "ko", ms=4, label="data")
-    for m, (ts, ys) in predictions.items():
+    for m, (_, ys) in predictions.items():
         ax.plot(ys[:, 0], ys[:, 1], "-", lw=1.2, label=m)
     ax.set_xlabel("u1")
     ax.set_ylabel("u2")
@@ -89,9 +89,10 @@ def sample_paths(ts, paths_by_method: dict, data_mean, data_std, path: str) -> s
     fig, axes = plt.subplots(1, 2, figsize=FIGSIZE)
     for k, ax in enumerate(axes):
         ax.plot(ts, data_mean[:, k], "k-", lw=2, label="data mean")
-        ax.fill_between(ts, data_mean[:, k] - data_std[:, k], data_mean[:, k] + data_std[:, k], color="k",
-                        alpha=0.15)
-        for m, (mean, std) in paths_by_method.items():
+        ax.fill_between(
+            ts, data_mean[:, k] - data_std[:, k], data_mean[:, k] + data_std[:, k], color="k", alpha=0.15
+        )
+        for m, (mean, _) in paths_by_method.items():
             ax.plot(ts, mean[:, k], "-", label=m)
         ax.set_xlabel("t")
         ax.set_ylabel(f"u{k + 1}")
@@ -99,5 +100,14 @@ def sample_paths(ts, paths_by_method: dict, data_mean, data_std, path: str) -> s
     return _save(fig, path)
 
 
-__all__ = ["loss_curves", "nfe_bars", "step_traces", "trajectories", "sample_paths", "FIGSIZE", "DPI",
-           "ensure_dir", "np"]
+__all__ = [
+    "loss_curves",
+    "nfe_bars",
+    "step_traces",
+    "trajectories",
+    "sample_paths",
+    "FIGSIZE",
+    "DPI",
+    "ensure_dir",
+    "np",
+]

@@ -12,16 +12,32 @@ from ..train import TrainConfig, evaluate, train
 from . import plots
 from .common import aggregate, format_table, write_outputs
 
-METHODS = ["vanilla", "ernode", "srnode", "ernode+srnode", "local_unbiased", "local_biased", "steer", "taynode",
-           "rnode"]
+METHODS = [
+    "vanilla",
+    "ernode",
+    "srnode",
+    "ernode+srnode",
+    "local_unbiased",
+    "local_biased",
+    "steer",
+    "taynode",
+    "rnode",
+]
 
 SOLVER = {"method": "tsit5", "convention": "ordinarydiffeq", "rtol": 1e-6, "atol": 1e-6}
 # Regularization weights λ (constant), from a sweep over 0.01–1 (seed 0, 300 Adam steps, lr 0.03): the
 # largest weights whose test loss stayed within ~10% of vanilla's.  Larger weights cut NFE further but
 # degrade the fit (e.g. ERNODE λ = 1: NFE 123 at 100× the loss; local λ = 0.3: NFE 195 at 25× the loss).
 WEIGHTS = {
-    "vanilla": 0.0, "ernode": 0.05, "srnode": 3e-4, "ernode+srnode": 0.05, "local_unbiased": 0.01,
-    "local_biased": 0.01, "steer": 0.0, "taynode": 1e-5, "rnode": 1e-3,
+    "vanilla": 0.0,
+    "ernode": 0.05,
+    "srnode": 3e-4,
+    "ernode+srnode": 0.05,
+    "local_unbiased": 0.01,
+    "local_biased": 0.01,
+    "steer": 0.0,
+    "taynode": 1e-5,
+    "rnode": 1e-3,
 }
 # The quick run trains 3× shorter; stronger weights make the effect visible in 100 steps (at a looser fit).
 QUICK_WEIGHTS = {**WEIGHTS, "ernode": 0.1, "ernode+srnode": 0.1, "local_unbiased": 0.1, "local_biased": 0.1}
@@ -42,21 +58,30 @@ def run(*, quick=False, out="results/spiral", n_seeds=None, iters=None, methods=
     for m in methods:
         runs[m] = []
         for seed in seeds:
-            cfg = TrainConfig(method=m, iters=iters, lr=preset["lr"], reg_weight=weights[m],
-                              srnode_weight=(SRNODE_WEIGHT if m == "ernode+srnode" else 1.0), seed=seed,
-                              solver=dict(SOLVER), progress=progress)
+            cfg = TrainConfig(
+                method=m,
+                iters=iters,
+                lr=preset["lr"],
+                reg_weight=weights[m],
+                srnode_weight=(SRNODE_WEIGHT if m == "ernode+srnode" else 1.0),
+                seed=seed,
+                solver=dict(SOLVER),
+                progress=progress,
+            )
             res = train(task, task.init_params(seed), cfg)
             ev = evaluate(task, res.params, solver=SOLVER)
             hist = res.history
-            runs[m].append({
-                "seed": seed,
-                "train_loss": hist[-1].data_loss,
-                "test_loss": ev["test_loss"],
-                "train_time_s": res.train_time_s,
-                "train_nfe": sum(h.nfev_forward + h.nfev_backward for h in hist) / len(hist),
-                "prediction_nfe": ev["prediction_nfe"],
-                "prediction_time_s": ev["prediction_time_s"],
-            })
+            runs[m].append(
+                {
+                    "seed": seed,
+                    "train_loss": hist[-1].data_loss,
+                    "test_loss": ev["test_loss"],
+                    "train_time_s": res.train_time_s,
+                    "train_nfe": sum(h.nfev_forward + h.nfev_backward for h in hist) / len(hist),
+                    "prediction_nfe": ev["prediction_nfe"],
+                    "prediction_time_s": ev["prediction_time_s"],
+                }
+            )
             if seed == seeds[0]:
                 histories[m] = hist
                 solutions[m] = ev["_solution"]
@@ -65,9 +90,16 @@ def run(*, quick=False, out="results/spiral", n_seeds=None, iters=None, methods=
     title = f"spiral neural ODE — {len(seeds)} seed(s), {iters} iterations{' (quick)' if quick else ''}"
     table = format_table(summary, title)
     print(table)
-    settings = {"quick": quick, "iters": iters, "seeds": seeds, "lr": preset["lr"], "solver": SOLVER,
-                "weights": {m: weights[m] for m in methods}, "srnode_weight_in_combination": SRNODE_WEIGHT,
-                "task": {"hidden": task.hidden, "n_points": task.n_points, "t_end": task.t_end}}
+    settings = {
+        "quick": quick,
+        "iters": iters,
+        "seeds": seeds,
+        "lr": preset["lr"],
+        "solver": SOLVER,
+        "weights": {m: weights[m] for m in methods},
+        "srnode_weight_in_combination": SRNODE_WEIGHT,
+        "task": {"hidden": task.hidden, "n_points": task.n_points, "t_end": task.t_end},
+    }
     write_outputs(out, "spiral", summary, settings, table)
     plots.loss_curves(histories, os.path.join(out, "loss_curves.png"))
     plots.nfe_bars(summary, os.path.join(out, "nfe.png"))
