@@ -163,7 +163,7 @@ def _make(
         e = [bi - bhi for bi, bhi in zip(b, b_hat)]
     if dense is None:
         P, c_extra, A_extra = _hermite_P(b, fsal)
-        dense_order = 3
+        dense_order = min(3, order)  # cubic Hermite, limited by the accuracy of y_{n+1} itself
     else:
         P, c_extra, A_extra, dense_order = dense
     n_ext = len(P)
@@ -219,7 +219,7 @@ BS3 = _make(
     order=3,
     embedded_order=2,
     fsal=True,
-    stability_size=2.5127453266183286,
+    stability_size=2.5127,
     stiffness_pair=None,
     reference="Bogacki & Shampine, Appl. Math. Lett. 2 (1989) 321–325.",
 )
@@ -241,7 +241,7 @@ RKF45 = _make(
     order=4,
     embedded_order=5,
     fsal=False,
-    stability_size=2.7853725137194947,
+    stability_size=3.0200,
     stiffness_pair=None,
     reference="Fehlberg, NASA TR R-315 (1969), Table III; HNW I, Table II.5.1.",
 )
@@ -263,7 +263,7 @@ CASH_KARP = _make(
     order=5,
     embedded_order=4,
     fsal=False,
-    stability_size=3.2176085400474186,
+    stability_size=3.7344,
     stiffness_pair=None,
     reference="Cash & Karp, ACM TOMS 16 (1990) 201–222, Table 5.",
 )
@@ -484,7 +484,7 @@ DOP853 = _make(
     embedded_order=5,
     error_estimator_order=7,
     fsal=True,
-    stability_size=3.9559,
+    stability_size=6.3937,
     stiffness_pair=(11, 12),
     dense=_dop853_dense(),
     e=[F(x) for x in _DOP853_E5],

@@ -434,9 +434,10 @@ import matplotlib.pyplot as plt
 import ndereg_ref as nr
 from ndereg_ref import order
 
-trees = order.rooted_trees(5)
+trees = order.rooted_trees(4)
 for t in trees:
-    print(f"order {order.tree_order(t) if hasattr(order, 'tree_order') else len(str(t))}: {t}   γ = {order.density(t)}")
+    print(f"ρ = {order.tree_order(t)}  {order.bracket(t):<14} γ = {order.density(t):<3} σ = {order.symmetry(t)}")
+print("trees of order 1..8:", [sum(1 for t in order.rooted_trees(8) if order.tree_order(t) == n) for n in range(1, 9)])
 """),
     ("md", r"""
 ## Every tableau has exactly its documented orders
@@ -482,13 +483,12 @@ decay — the number the stiffness estimate $S$ is compared against (DP5 3.3066,
 """),
     ("code", r"""
 fig, ax = plt.subplots(figsize=(6, 5))
-x, y = np.meshgrid(np.linspace(-5, 1.5, 400), np.linspace(-4, 4, 400))
-z = x + 1j * y
-for name in ["heun_euler", "bs3", "dp5", "tsit5", "dop853"]:
-    coeffs = order.stability_polynomial(nr.TABLEAUS[name].A, nr.TABLEAUS[name].b)
-    R = np.polyval(coeffs[::-1], z)
-    ax.contour(x, y, abs(R), levels=[1.0], colors=[plt.cm.tab10(len(ax.collections) % 10)])
-    ax.plot([], [], color=plt.cm.tab10((len(ax.collections) - 1) % 10), label=f"{name}: {order.real_stability_size(nr.TABLEAUS[name].A, nr.TABLEAUS[name].b):.4f}")
+for i, name in enumerate(["heun_euler", "bs3", "dp5", "tsit5", "dop853"]):
+    tab = nr.TABLEAUS[name]
+    color = plt.cm.tab10(i)
+    order.plot_stability_region(tab, ax=ax, extent=(-7, 1.5, -5, 5), colors=[color])
+    ax.plot([], [], color=color, label=f"{name}: real size {order.real_stability_size(tab.A, tab.b):.4f}")
+    print(name, "R(z) coefficients:", np.round(order.stability_polynomial(tab.A, tab.b), 6))
 ax.axhline(0, color="k", lw=0.5); ax.axvline(0, color="k", lw=0.5)
 ax.set_xlabel("Re(hλ)"); ax.set_ylabel("Im(hλ)"); ax.legend(fontsize=8); ax.set_title("|R(z)| = 1"); plt.show()
 """),
