@@ -16,7 +16,7 @@ children).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from scipy.optimize import brentq
@@ -50,13 +50,13 @@ def _key(t):
     return (tree_order(t), t)
 
 
-@lru_cache(maxsize=None)
+@cache
 def tree_order(t: tuple) -> int:
     """ρ(t): the number of vertices."""
     return 1 + sum(tree_order(c) for c in t)
 
 
-@lru_cache(maxsize=None)
+@cache
 def density(t: tuple) -> int:
     """γ(t) = ρ(t) Π γ(children)."""
     g = tree_order(t)
@@ -65,7 +65,7 @@ def density(t: tuple) -> int:
     return g
 
 
-@lru_cache(maxsize=None)
+@cache
 def symmetry(t: tuple) -> int:
     """σ(t): the order of t's automorphism group (Π over children classes of m! σ(c)^m)."""
     out = 1
@@ -82,7 +82,7 @@ def bracket(t: tuple) -> str:
     return "[" + " ".join(bracket(c) for c in t) + "]"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _forests(m: int, bound) -> tuple:
     """All forests (decreasingly sorted tuples of trees) of total order m whose trees are ≤ bound."""
     if m == 0:
@@ -97,7 +97,7 @@ def _forests(m: int, bound) -> tuple:
     return tuple(out)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _trees(n: int) -> tuple:
     if n == 1:
         return ((),)
@@ -196,7 +196,8 @@ def dense_order(
 
 
 def stability_polynomial(A, b) -> np.ndarray:
-    """Coefficients r_k of R(z) = 1 + z bᵀ(I − zA)⁻¹1 = Σ_k r_k z^k, r_0 = 1, r_k = bᵀA^{k−1}1 (explicit A)."""
+    """Coefficients r_k of R(z) = 1 + z bᵀ(I − zA)⁻¹1 = Σ_k r_k z^k: r_0 = 1, r_k = bᵀA^{k−1}1
+    (a polynomial of degree ≤ s for explicit A; HNW II §IV.2)."""
     A = np.asarray(A, dtype=float)
     s = A.shape[0]
     coeffs = [1.0]
