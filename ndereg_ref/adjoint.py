@@ -721,24 +721,11 @@ def odeint(
     >>> round(float(g), 5)   # d/dθ e^{−θ} = −e^{−0.5}
     -0.60653
     """
-    _, ys, _, _ = _run(
-        fun,
-        y0,
-        ts,
-        params,
-        method,
-        convention,
-        rtol,
-        atol,
-        adjoint,
-        first_step,
-        max_step,
-        max_steps,
-        stiffness,
-        adjoint_rtol,
-        adjoint_atol,
-        n_control,
-    )
+    ys, _, _, _ = odeint_regularized(
+        fun, y0, ts, params, method=method, convention=convention, rtol=rtol, atol=atol, adjoint=adjoint,
+        first_step=first_step, max_step=max_step, max_steps=max_steps, stiffness=stiffness,
+        adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, n_control=n_control,
+    )  # fmt: skip
     return ys
 
 
@@ -779,23 +766,9 @@ def odeint_regularized(
     if s_variant not in S_VARIANTS:
         raise ValueError(f"unknown s_variant {s_variant!r}; expected one of {S_VARIANTS}")
     ctx, ys, E, S = _run(
-        fun,
-        y0,
-        ts,
-        params,
-        method,
-        convention,
-        rtol,
-        atol,
-        adjoint,
-        first_step,
-        max_step,
-        max_steps,
-        stiffness,
-        adjoint_rtol,
-        adjoint_atol,
-        n_control,
-    )
+        fun, y0, ts, params, method, convention, rtol, atol, adjoint, first_step, max_step, max_steps,
+        stiffness, adjoint_rtol, adjoint_atol, n_control,
+    )  # fmt: skip
     R_E, R_S = _regularizer_sums(ctx, E, S, e_variant, s_variant)
     info = ctx.info
     info.stats = ctx.stats

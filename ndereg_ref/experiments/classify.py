@@ -8,21 +8,10 @@ from __future__ import annotations
 import os
 
 from ..tasks import AnnuliTask
-from ..train import TrainConfig, evaluate, train
+from ..train import METHODS, TrainConfig
 from . import plots
-from .common import aggregate, format_table, write_outputs
+from .common import aggregate, format_table, run_methods, write_outputs
 
-METHODS = [
-    "vanilla",
-    "ernode",
-    "srnode",
-    "ernode+srnode",
-    "local_unbiased",
-    "local_biased",
-    "steer",
-    "taynode",
-    "rnode",
-]
 SOLVER = {"method": "tsit5", "convention": "ordinarydiffeq", "rtol": 1e-5, "atol": 1e-5}
 # From a sweep at seed 0 (200 steps): the largest weights that kept test accuracy at vanilla's (1.0 here);
 # local λ = 1 already breaks the classifier (accuracy 0.54 / 0.88), and λ = 0.3 did so for one of three
@@ -50,40 +39,17 @@ def run(
     iters = iters or preset["iters"]
     seeds = list(range(n_seeds or preset["seeds"]))
     methods = methods or ([m for m in METHODS if m not in ("taynode", "rnode")] if quick else METHODS)
-    runs, histories, solutions = {}, {}, {}
-    for m in methods:
-        runs[m] = []
-        for seed in seeds:
-            task = AnnuliTask(n_train=preset["n_train"], seed=seed)
-            cfg = TrainConfig(
-                method=m,
-                iters=iters,
-                lr=preset["lr"],
-                reg_weight=WEIGHTS[m],
-                srnode_weight=(SRNODE_WEIGHT if m == "ernode+srnode" else 1.0),
-                seed=seed,
-                solver=dict(SOLVER),
-                steer_b=0.5,
-                progress=progress,
-            )
-            res = train(task, task.init_params(seed), cfg)
-            ev = evaluate(task, res.params, solver=SOLVER)
-            hist = res.history
-            runs[m].append(
-                {
-                    "seed": seed,
-                    "train_loss": hist[-1].data_loss,
-                    "test_loss": ev["test_loss"],
-                    "test_accuracy": ev["test_accuracy"],
-                    "train_time_s": res.train_time_s,
-                    "train_nfe": sum(h.nfev_forward + h.nfev_backward for h in hist) / len(hist),
-                    "prediction_nfe": ev["prediction_nfe"],
-                    "prediction_time_s": ev["prediction_time_s"],
-                }
-            )
-            if seed == seeds[0]:
-                histories[m] = hist
-                solutions[m] = ev["_solution"]
+
+    def make_config(m, seed):
+        return TrainConfig(
+            method=m, iters=iters, lr=preset["lr"], reg_weight=WEIGHTS[m],
+            srnode_weight=(SRNODE_WEIGHT if m == "ernode+srnode" else 1.0), seed=seed, solver=dict(SOLVER),
+            steer_b=0.5, progress=progress,
+        )  # fmt: skip
+
+    runs, histories, solutions = run_methods(
+        lambda seed: AnnuliTask(n_train=preset["n_train"], seed=seed), methods, seeds, make_config, SOLVER
+    )
     summary = aggregate(runs)
     title = f"annuli classification — {len(seeds)} seed(s), {iters} iterations{' (quick)' if quick else ''}"
     table = format_table(summary, title)

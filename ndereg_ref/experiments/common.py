@@ -30,6 +30,40 @@ METRICS = [
 ]
 
 
+def run_methods(make_task, methods, seeds, make_config, solver):
+    """Train every method on every seed and evaluate without regularizer.
+
+    ``make_task(seed)`` → task, ``make_config(method, seed)`` → TrainConfig.  Returns
+    (runs[method] = per-seed metric dicts, and for the first seed the histories and prediction solutions).
+    """
+    from ..train import evaluate, train
+
+    runs, histories, solutions = {}, {}, {}
+    for m in methods:
+        runs[m] = []
+        for seed in seeds:
+            task = make_task(seed)
+            res = train(task, task.init_params(seed), make_config(m, seed))
+            ev = evaluate(task, res.params, solver=solver)
+            hist = res.history
+            record = {
+                "seed": seed,
+                "train_loss": hist[-1].data_loss,
+                "test_loss": ev["test_loss"],
+                "train_time_s": res.train_time_s,
+                "train_nfe": sum(h.nfev_forward + h.nfev_backward for h in hist) / len(hist),
+                "prediction_nfe": ev["prediction_nfe"],
+                "prediction_time_s": ev["prediction_time_s"],
+            }
+            if "test_accuracy" in ev:
+                record["test_accuracy"] = ev["test_accuracy"]
+            runs[m].append(record)
+            if seed == seeds[0]:
+                histories[m] = hist
+                solutions[m] = ev["_solution"]
+    return runs, histories, solutions
+
+
 def mean_std(values) -> dict:
     a = np.asarray(values, dtype=float)
     return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if a.size > 1 else 0.0, "values": a.tolist()}

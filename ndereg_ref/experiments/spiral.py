@@ -8,21 +8,9 @@ from __future__ import annotations
 import os
 
 from ..tasks import SpiralTask
-from ..train import TrainConfig, evaluate, train
+from ..train import METHODS, TrainConfig
 from . import plots
-from .common import aggregate, format_table, write_outputs
-
-METHODS = [
-    "vanilla",
-    "ernode",
-    "srnode",
-    "ernode+srnode",
-    "local_unbiased",
-    "local_biased",
-    "steer",
-    "taynode",
-    "rnode",
-]
+from .common import aggregate, format_table, run_methods, write_outputs
 
 SOLVER = {"method": "tsit5", "convention": "ordinarydiffeq", "rtol": 1e-6, "atol": 1e-6}
 # Regularization weights λ (constant), from a sweep over 0.01–1 (seed 0, 300 Adam steps, lr 0.03): the
@@ -54,38 +42,16 @@ def run(*, quick=False, out="results/spiral", n_seeds=None, iters=None, methods=
     # The quick run leaves out the two expensive baselines (TayNODE, RNODE: ~12× vanilla's training time).
     methods = methods or ([m for m in METHODS if m not in ("taynode", "rnode")] if quick else METHODS)
     task = SpiralTask()
-    runs, histories, solutions, preds = {}, {}, {}, {}
-    for m in methods:
-        runs[m] = []
-        for seed in seeds:
-            cfg = TrainConfig(
-                method=m,
-                iters=iters,
-                lr=preset["lr"],
-                reg_weight=weights[m],
-                srnode_weight=(SRNODE_WEIGHT if m == "ernode+srnode" else 1.0),
-                seed=seed,
-                solver=dict(SOLVER),
-                progress=progress,
-            )
-            res = train(task, task.init_params(seed), cfg)
-            ev = evaluate(task, res.params, solver=SOLVER)
-            hist = res.history
-            runs[m].append(
-                {
-                    "seed": seed,
-                    "train_loss": hist[-1].data_loss,
-                    "test_loss": ev["test_loss"],
-                    "train_time_s": res.train_time_s,
-                    "train_nfe": sum(h.nfev_forward + h.nfev_backward for h in hist) / len(hist),
-                    "prediction_nfe": ev["prediction_nfe"],
-                    "prediction_time_s": ev["prediction_time_s"],
-                }
-            )
-            if seed == seeds[0]:
-                histories[m] = hist
-                solutions[m] = ev["_solution"]
-                preds[m] = (ev["_solution"].ts, ev["_solution"].ys)
+
+    def make_config(m, seed):
+        return TrainConfig(
+            method=m, iters=iters, lr=preset["lr"], reg_weight=weights[m],
+            srnode_weight=(SRNODE_WEIGHT if m == "ernode+srnode" else 1.0), seed=seed, solver=dict(SOLVER),
+            progress=progress,
+        )  # fmt: skip
+
+    runs, histories, solutions = run_methods(lambda seed: task, methods, seeds, make_config, SOLVER)
+    preds = {m: (sol.ts, sol.ys) for m, sol in solutions.items()}
     summary = aggregate(runs)
     title = f"spiral neural ODE — {len(seeds)} seed(s), {iters} iterations{' (quick)' if quick else ''}"
     table = format_table(summary, title)
