@@ -21,11 +21,11 @@ Methods (``method=``)
              and stiffness detection for pathwise stiff SDEs", arXiv:1804.04344; StochasticDiffEq
              ``SOSRIConstantCache`` = tableaus.jl ``constructSRIOpt1``), strong order 1.5, δ = 1.
 ``"sra1"``, ``"sosra"``  SRA methods for *additive* noise g = g(t) (Rößler 2010; Rackauckas & Nie 2018),
-             strong order 1.5 for additive noise.  They evaluate g at the stage states but are only
-             correct when g does not depend on X.
+             strong order 1.5 for additive noise (2 when the drift is also linear, e.g. Ornstein–Uhlenbeck).
+             They evaluate g at the stage states but are only correct when g does not depend on X.
 
-One SRI step (follow it with Rößler 2010, §6, or Rackauckas & Nie 2017, §2 open)
--------------------------------------------------------------------------------
+One SRI step (follow it with Rößler's diagonal-noise SRI scheme, or Rackauckas & Nie 2017, open beside)
+-------------------------------------------------------------------------------------------------------
 Tableau: c⁽⁰⁾, c⁽¹⁾ (s), A⁽⁰⁾, A⁽¹⁾, B⁽⁰⁾, B⁽¹⁾ (s×s strictly lower triangular), α, β⁽¹⁾…β⁽⁴⁾ (s).
 Iterated integrals of the step (:func:`ndereg_ref.brownian.iterated_integrals`):
 I_(1) = ΔW, I_(1,1) = (ΔW² − h)/2, I_(1,0) = h(ΔW + ΔZ/√3)/2, I_(1,1,1) = (ΔW³ − 3hΔW)/6.  Stages, i = 1…s:
@@ -38,16 +38,19 @@ I_(1) = ΔW, I_(1,1) = (ΔW² − h)/2, I_(1,0) = h(ΔW + ΔZ/√3)/2, I_(1,1,1)
     E_noise = Σ (β⁽³⁾_i I_(1,0)/h + β⁽⁴⁾_i I_(1,1,1)/h) G_i          (the terms the order-1.0 embedding drops)
     E_drift = h Σ_{i ≤ m} F_i      (m = ``error_terms``: 2 for SRIW1, 4 for SOSRI — StochasticDiffEq)
 
-Error estimate (Rackauckas & Nie 2017, §3, "natural embedding"; StochasticDiffEq ``calculate_residuals``
-with two error vectors): elementwise
+Error estimate (Rackauckas & Nie 2017, "natural embedding"; StochasticDiffEq ``calculate_residuals`` with
+two error vectors): elementwise
 
     sc = atol + rtol · max(|X_n|, |X_{n+1}|),     E = RMS((δ · E_drift + E_noise) / sc),
 
 δ weighting the deterministic against the stochastic error (StochasticDiffEq ``delta_default``: 1/6 for
-SRIW1, 1 for every other method).  The vectors are signed (as in StochasticDiffEq's code; the paper writes
-δ|E_D| + |E_N| with absolute values, which can only be larger).  E_noise is the part of X_{n+1} that the
-strong order 1.0 method contained in the same stages (drop β⁽³⁾, β⁽⁴⁾) does not have, so it estimates the
-local error of that embedded method for free.
+SRIW1, 1 for every other method).  The two vectors enter signed, as in StochasticDiffEq's code.  E_noise is
+the part of X_{n+1} that the strong order 1.0 method contained in the same stages (drop β⁽³⁾, β⁽⁴⁾) does
+not have, so it estimates the local error of that embedded method at no extra cost.  E_drift is a *sum* of
+drift stages, not a difference of two drift approximations: it is O(h), the size of the drift increment,
+so for weak noise E ≈ δ·m·h|f|/(rtol|X|) and the controller keeps h ≲ rtol|X|/(δ m |f|).  With δ = 1 and
+m = 4 (SOSRI) this is 24x more restrictive than SRIW1's δ = 1/6, m = 2 — at equal tolerances SOSRI takes
+many more, and more accurate, steps (GBM, rtol = atol = 1e-3: ≈ 3000 vs ≈ 280 steps).
 
 SRA step (additive noise): H⁽⁰⁾_i = X_n + h Σ A⁽⁰⁾_ij F_j + (I_(1,0)/h) Σ B⁽⁰⁾_ij G_j,
 X_{n+1} = X_n + h Σ α_i F_i + Σ (β⁽¹⁾_i ΔW + β⁽²⁾_i I_(1,0)/h) G_i, E_noise = Σ β⁽²⁾_i (I_(1,0)/h) G_i,
@@ -68,6 +71,17 @@ interpolated.  When a step is shortened to land on a stop, the next proposal is 
 unshortened step (DESIGN §3, ``ordinarydiffeq`` row: "next proposal from the unclipped h"), so frequent save
 times do not ratchet the step size down; a shortened step that is *rejected* is retried from its own size.
 
+Example
+-------
+>>> import numpy as np
+>>> f, g = (lambda t, x: 1.01 * x), (lambda t, x: 0.87 * x)       # geometric Brownian motion
+>>> sol = solve_sde(f, g, (0.0, 1.0), np.full(3, 0.5), seed=0, rtol=1e-3, atol=1e-3)
+>>> sol.ys.shape[1:], sol.n_accepted + sol.n_rejected == len(sol.steps)
+((3,), True)
+>>> replay = solve_sde(f, g, (0.0, 1.0), np.full(3, 0.5), path=sol.path, grid=sol.t_accepted)
+>>> bool(np.array_equal(replay.ys, sol.y_accepted))                # same path, frozen grid: same numbers
+True
+
 Differentiation (DESIGN §5)
 ---------------------------
 Every decision (h, accept/reject, stops) is taken on plain floats (``autograd.tracer.getval``) and no traced
@@ -83,7 +97,7 @@ from dataclasses import dataclass, field
 
 import autograd.numpy as anp
 import numpy as np
-from autograd.tracer import getval
+from autograd.tracer import Box, getval
 
 from .brownian import SQRT3, BrownianPath, Increment
 from .data import as_generator
@@ -265,6 +279,9 @@ SOSRI = SRITableau(
     beta4=_arr([0.11522663875443433, -0.57877086147738, 0.2857851028163886, 0.17775911990655704]),
     error_terms=4,
     delta=1.0,
+    # weak order: the strong 1.5 conditions guarantee 1.5; the exact weak error of E X² on GBM converges
+    # with order 1.5 (tests/test_sde_convergence.py), although StochasticDiffEq's docs list 2
+    weak_order=1.5,
     source="Rackauckas & Nie (2018); StochasticDiffEq.jl SOSRIConstantCache",
 )
 
@@ -294,7 +311,12 @@ SOSRA = SRATableau(
     source="Rackauckas & Nie (2018); StochasticDiffEq.jl constructSOSRA",
 )
 
-SDE_TABLEAUS: dict[str, SRITableau | SRATableau] = {"sriw1": SRIW1, "sosri": SOSRI, "sra1": SRA1, "sosra": SOSRA}
+SDE_TABLEAUS: dict[str, SRITableau | SRATableau] = {
+    "sriw1": SRIW1,
+    "sosri": SOSRI,
+    "sra1": SRA1,
+    "sosra": SOSRA,
+}
 METHODS = ("em", *SDE_TABLEAUS)
 
 
@@ -538,7 +560,9 @@ def sra_step(f, g, t, y, h, dW, dZ, tab: SRATableau, *, rtol, atol, delta=None) 
     return SDEStepResult(y, y_new, E_drift, E_noise, E, n_f, n_g, F, G, H0, H0)
 
 
-def sde_step(f, g, t, y, h, inc: Increment, method="sriw1", *, rtol=SDE_DEFAULT_RTOL, atol=SDE_DEFAULT_ATOL, delta=None):
+def sde_step(
+    f, g, t, y, h, inc: Increment, method="sriw1", *, rtol=SDE_DEFAULT_RTOL, atol=SDE_DEFAULT_ATOL, delta=None
+):
     """One step of ``method`` over [t, t + h] with the noise ``inc`` (a :class:`Increment`, e.g.
     ``path.increment(t, t + h)``).  Dispatches to :func:`em_step`, :func:`sri_step` or :func:`sra_step`."""
     tab = _get_tableau(method)
@@ -546,3 +570,813 @@ def sde_step(f, g, t, y, h, inc: Increment, method="sriw1", *, rtol=SDE_DEFAULT_
         return em_step(f, g, t, y, h, inc.dW)
     step = sri_step if tab.kind == "sri" else sra_step
     return step(f, g, t, y, h, inc.dW, inc.dZ, tab, rtol=rtol, atol=atol, delta=delta)
+
+
+# ------------------------------------------------------------------------------------------------------
+# controller and initial step
+# ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SDEController:
+    """StochasticDiffEq.jl's PI step-size controller for SDEs (module docstring), on plain floats.
+
+    q11 = E^β1,  q = clip(q11 / qold^β2 / γ, 1/qmax, 1/qmin)
+    accept (E ≤ 1):  h_next = h / q,  qold ← max(E, qoldinit)        (E = 0: q = 1/qmax)
+    reject:          h_next = h / min(1/qmin, q11/γ)
+
+    (StochasticDiffEq also has ``qsteady_min = qsteady_max = 1``: q = 1 exactly keeps h, which this
+    formula does anyway.)
+    """
+
+    beta1: float
+    beta2: float
+    gamma: float = SDE_GAMMA
+    qmin: float = SDE_QMIN
+    qmax: float = SDE_QMAX
+    qoldinit: float = SDE_QOLDINIT
+
+    @classmethod
+    def for_order(cls, order: float, **kw) -> SDEController:
+        """β1 = 7/(10p), β2 = 2/(5p) with p the method's ``alg_order`` (StochasticDiffEq ``beta1_default``,
+        ``beta2_default``): SRI (p = 3/2) β1 = 7/15, β2 = 4/15; SRA (p = 2) β1 = 0.35, β2 = 0.2."""
+        return cls(beta1=7 / (10 * order), beta2=2 / (5 * order), **kw)
+
+    @staticmethod
+    def accept(E: float) -> bool:
+        return E <= 1.0
+
+    def on_accept(self, E: float, h: float, qold: float) -> tuple[float, float]:
+        """(h_next, qold_next) after an accepted step of size h with error norm E."""
+        if E == 0.0:
+            q = 1.0 / self.qmax
+        else:
+            q = E**self.beta1 / qold**self.beta2
+            q = max(1.0 / self.qmax, min(1.0 / self.qmin, q / self.gamma))
+        return h / q, max(E, self.qoldinit)
+
+    def on_reject(self, E: float, h: float) -> float:
+        """h_next after a rejected step of size h with error norm E > 1."""
+        return h / min(1.0 / self.qmin, E**self.beta1 / self.gamma)
+
+
+def _rms(x) -> float:
+    x = np.asarray(x, dtype=float)
+    return float(np.sqrt(np.mean(x * x))) if x.size else 0.0
+
+
+def sde_initial_step(f, g, t0, x0, order, rtol, atol, dtmax) -> tuple[float, int, int]:
+    """StochasticDiffEq.jl's ``sde_determine_initdt`` (Hairer's starting step with the noise folded in):
+
+        sc = atol + |x0| rtol,  d0 = RMS(x0/sc),  f0 = f(t0, x0),  g0 = 3 g(t0, x0)
+        d1 = RMS(max(|f0 + g0|, |f0 − g0|)/sc)                          (= RMS((|f0| + |g0|)/sc))
+        h0 = 1e-6 if min(d0, d1) < 1e-5 else 0.01 d0/d1,   h0 = min(h0, dtmax)
+        x1 = x0 + h0 f0,  f1 = f(t0 + h0, x1),  g1 = 3 g(t0 + h0, x1),  Δg = max(|g0 − g1|, |g0 + g1|)
+        d2 = RMS(max(|f1 − f0 + Δg|, |f1 − f0 − Δg|)/sc)/h0              (= RMS((|f1 − f0| + Δg)/sc)/h0)
+        h1 = max(1e-6, 1e-3 h0) if max(d1, d2) ≤ 1e-15 else 10^(−(2 + log10 max(d1, d2))/(order + 1/2))
+        h  = min(100 h0, h1, dtmax)
+
+    ``order`` is the method's ``alg_order`` (1.5 SRI, 2 SRA, 0.5 EM).  Plain floats (no gradient).
+    Returns (h, drift evaluations = 2, diffusion evaluations = 2).  (This is StochasticDiffEq's out-of-place
+    code path; its in-place path evaluates the probe f1, g1 at (t0, x0) instead of (t0 + h0, x1).)
+    """
+    x0 = np.asarray(getval(x0), dtype=float)
+    sc = atol + np.abs(x0) * rtol
+    d0 = _rms(x0 / sc)
+    f0 = np.asarray(getval(_call(f, t0, x0, "drift f")), dtype=float)
+    g0 = 3.0 * np.asarray(getval(_call(g, t0, x0, "diffusion g")), dtype=float)
+    d1 = _rms(np.maximum(np.abs(f0 + g0), np.abs(f0 - g0)) / sc)
+    h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+    h0 = min(h0, dtmax)
+    x1 = x0 + h0 * f0
+    f1 = np.asarray(getval(f(t0 + h0, x1)), dtype=float)
+    g1 = 3.0 * np.asarray(getval(g(t0 + h0, x1)), dtype=float)
+    dg = np.maximum(np.abs(g0 - g1), np.abs(g0 + g1))
+    d2 = _rms(np.maximum(np.abs(f1 - f0 + dg), np.abs(f1 - f0 - dg)) / sc) / h0
+    if max(d1, d2) <= 1e-15:
+        h1 = max(1e-6, h0 * 1e-3)
+    else:
+        h1 = 10.0 ** (-(2.0 + np.log10(max(d1, d2))) / (order + 0.5))
+    return float(min(100 * h0, h1, dtmax)), 2, 2
+
+
+# ------------------------------------------------------------------------------------------------------
+# records and solution
+# ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class SDEStepRecord:
+    """One attempted step, in the order tried.  Arrays have the state's shape; ``error_norm`` (and the error
+    vectors) are None for Euler–Maruyama; ``stiffness`` is None (not defined for these methods)."""
+
+    t: float
+    h: float
+    t_new: float
+    accepted: bool
+    error_norm: float | None
+    stiffness: float | None
+    y: np.ndarray
+    y_new: np.ndarray
+    dW: np.ndarray
+    dZ: np.ndarray
+    E_drift: np.ndarray | None
+    E_noise: np.ndarray | None
+    nfev_f: int
+    nfev_g: int
+
+    @property
+    def nfev(self) -> int:
+        return self.nfev_f + self.nfev_g
+
+
+@dataclass(eq=False)
+class SDESolution:
+    """Result of :func:`solve_sde`.
+
+    ``ts``/``ys``: output times and states, ``ys.shape == (len(ts), *x0.shape)``; ``steps``: every attempted
+    step (:class:`SDEStepRecord`); ``nfev = nfev_f + nfev_g`` (drift and diffusion evaluations, initial-step
+    heuristic included); ``t_accepted``/``y_accepted``: t0 and the end of every accepted step (the frozen
+    grid of a replay); ``R_E = Σ_j E_j |h_j|`` over accepted steps (None for EM); ``path``: the Brownian
+    path used (replay it with ``grid=sol.t_accepted, path=sol.path``).
+    """
+
+    t_span: tuple[float, float]
+    method: str
+    ts: np.ndarray
+    ys: np.ndarray
+    steps: list
+    nfev_f: int
+    nfev_g: int
+    n_accepted: int
+    n_rejected: int
+    t_accepted: np.ndarray
+    y_accepted: np.ndarray
+    R_E: float | None
+    path: BrownianPath
+    rtol: float
+    atol: object
+    delta: float | None
+    local: LocalSDESample | None = None
+
+    @property
+    def nfev(self) -> int:
+        return self.nfev_f + self.nfev_g
+
+    def __call__(self, t):
+        """Linear interpolation of the accepted states at t (StochasticDiffEq's default SDE interpolant)."""
+        t = float(t)
+        ta = self.t_accepted
+        if not ta[0] <= t <= ta[-1]:
+            raise ValueError(f"t={t!r} is outside the solved interval [{ta[0]!r}, {ta[-1]!r}]")
+        k = int(np.searchsorted(ta, t, side="right")) - 1
+        if k >= len(ta) - 1 or ta[k] == t:
+            return self.y_accepted[min(k, len(ta) - 1)].copy()
+        theta = (t - ta[k]) / (ta[k + 1] - ta[k])
+        return (1 - theta) * self.y_accepted[k] + theta * self.y_accepted[k + 1]
+
+
+@dataclass(frozen=True, eq=False)
+class LocalSDESample:
+    """What the local SDE regularizer drew: t_r, u_r = X(t_r) (no gradient), h_r, the noise of
+    [t_r, t_r + h_r], and the evaluations it cost (initial-step heuristic + one step)."""
+
+    sampling: str
+    t_r: float
+    h_r: float
+    u_r: np.ndarray
+    increment: Increment
+    nfev: int
+
+
+# ------------------------------------------------------------------------------------------------------
+# the loop
+# ------------------------------------------------------------------------------------------------------
+def _as_float(name, value, positive=True):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
+    if not np.isfinite(v) or (positive and v <= 0):
+        raise ValueError(f"{name} must be a finite {'positive ' if positive else ''}number, got {value!r}")
+    return v
+
+
+def _check_tol(name, tol, shape):
+    arr = np.asarray(getval(tol), dtype=float)
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"{name} must be positive and finite, got {tol!r}")
+    if arr.ndim:
+        try:
+            ok = np.broadcast_shapes(arr.shape, shape) == tuple(shape)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{name} of shape {arr.shape} does not broadcast to the state shape {shape}")
+    return float(arr) if arr.ndim == 0 else arr
+
+
+def _validate(
+    f, g, x0, t_span, t_eval, method, rtol, atol, dt, grid, path, seed, max_steps, first_step, max_step
+):
+    if not callable(f) or not callable(g):
+        raise TypeError("f (drift) and g (diffusion) must be callables f(t, x), g(t, x)")
+    tab = _get_tableau(method)
+    x0v = np.asarray(getval(x0))
+    if not np.issubdtype(x0v.dtype, np.number) or np.iscomplexobj(x0v):
+        raise TypeError(f"x0 must be a real numeric array, got dtype {x0v.dtype}")
+    if not np.all(np.isfinite(x0v)):
+        raise ValueError("x0 contains NaN or Inf")
+    try:
+        t0, t1 = (float(s) for s in t_span)
+    except (TypeError, ValueError):
+        raise ValueError(f"t_span must be two numbers (t0, t1), got {t_span!r}") from None
+    if not (np.isfinite(t0) and np.isfinite(t1)):
+        raise ValueError(f"t_span must be finite, got {t_span!r}")
+    if not t1 > t0:
+        raise ValueError(f"SDE solves run forward in time: need t1 > t0, got t_span={t_span!r}")
+    if t_eval is not None:
+        t_eval = np.asarray(t_eval, dtype=float)
+        if t_eval.ndim != 1 or t_eval.size == 0:
+            raise ValueError("t_eval must be a non-empty 1-D array of times")
+        if np.any(np.diff(t_eval) <= 0):
+            raise ValueError("t_eval must be strictly increasing")
+        if t_eval[0] < t0 or t_eval[-1] > t1:
+            raise ValueError(f"t_eval must lie in t_span [{t0}, {t1}], got [{t_eval[0]}, {t_eval[-1]}]")
+    rtol = _check_tol("rtol", rtol, x0v.shape)
+    atol = _check_tol("atol", atol, x0v.shape)
+    if dt is not None and grid is not None:
+        raise ValueError("give at most one of dt= (fixed step) and grid= (given step times)")
+    if dt is not None:
+        dt = _as_float("dt", dt)
+        n = max(1, int(np.ceil((t1 - t0) / dt - 1e-9)))
+        grid = np.linspace(t0, t1, n + 1)
+        if t_eval is not None:
+            # add the output times; drop uniform points within 1e-9·(t1 − t0) of one (rounding twins)
+            near = np.min(np.abs(grid[:, None] - t_eval[None, :]), axis=1) < 1e-9 * (t1 - t0)
+            grid = np.union1d(grid[~near | (grid == t0) | (grid == t1)], t_eval)
+    if grid is not None:
+        grid = np.asarray(getval(grid), dtype=float)
+        if grid.ndim != 1 or grid.size < 2 or np.any(np.diff(grid) <= 0):
+            raise ValueError("grid must be a strictly increasing 1-D array of at least two times")
+        if grid[0] != t0 or grid[-1] != t1:
+            raise ValueError(
+                f"grid must start at t0={t0!r} and end at t1={t1!r}, got [{grid[0]!r}, {grid[-1]!r}]"
+            )
+        if t_eval is not None and not np.all(np.isin(t_eval, grid)):
+            raise ValueError("every output time (t_eval/ts) must be a point of grid")
+    elif tab is None:
+        raise ValueError("Euler–Maruyama has no error estimate: give dt= or grid= (fixed steps)")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+    if first_step is not None:
+        first_step = _as_float("first_step", first_step)
+    max_step = t1 - t0 if max_step is None else min(_as_float("max_step", max_step), t1 - t0)
+    if path is None:
+        if seed is None:
+            raise TypeError(
+                "pass path= (a BrownianPath) or seed= (int or numpy Generator): "
+                "every solve needs explicit noise"
+            )
+        path = BrownianPath(x0v.shape, rng=as_generator(seed), t0=t0)
+    else:
+        if seed is not None:
+            raise ValueError("give either path= or seed=, not both")
+        if not isinstance(path, BrownianPath):
+            raise TypeError(f"path must be a BrownianPath, got {type(path).__name__}")
+        if path.shape != x0v.shape:
+            raise ValueError(
+                f"path shape {path.shape} differs from the state shape {x0v.shape} (diagonal noise)"
+            )
+        if path.t0 > t0:
+            raise ValueError(f"the path starts at {path.t0!r}, after t0={t0!r}")
+    return tab, (t0, t1), t_eval, rtol, atol, grid, path, first_step, max_step
+
+
+@dataclass(eq=False)
+class _Raw:
+    outputs: list
+    out_ts: list
+    records: list
+    R_E: object
+    nfev_f: int
+    nfev_g: int
+    t_acc: list
+    y_acc: list
+
+
+def _check_finite(res, t, h):
+    y_new = np.asarray(getval(res.y_new))
+    if not np.all(np.isfinite(y_new)):
+        raise NonFiniteError(f"the state became NaN/Inf in the step from t={t!r} with h={h!r}", t=t)
+    if res.error_norm is not None and not np.isfinite(float(getval(res.error_norm))):
+        raise NonFiniteError(f"the error estimate is NaN/Inf in the step from t={t!r} with h={h!r}", t=t)
+
+
+def _make_record(res, t, h, t_new, accepted, inc):
+    def val(x):
+        return None if x is None else np.array(getval(x), dtype=float)
+
+    E = res.error_norm
+    return SDEStepRecord(
+        t=t,
+        h=h,
+        t_new=t_new,
+        accepted=accepted,
+        error_norm=None if E is None else float(getval(E)),
+        stiffness=None,
+        y=val(res.y),
+        y_new=val(res.y_new),
+        dW=np.array(inc.dW),
+        dZ=np.array(inc.dZ),
+        E_drift=val(res.E_drift),
+        E_noise=val(res.E_noise),
+        nfev_f=res.n_f,
+        nfev_g=res.n_g,
+    )
+
+
+def _integrate(
+    f,
+    g,
+    x0,
+    t_span,
+    save_ts,
+    tab,
+    *,
+    rtol,
+    atol,
+    delta,
+    path,
+    grid,
+    first_step,
+    max_step,
+    max_steps,
+    controller,
+):
+    """The stepping loop shared by :func:`solve_sde` and :func:`sdeint` (values may be autograd boxes)."""
+    t0, t1 = t_span
+    stops = [t1] if save_ts is None else [float(s) for s in save_ts if s > t0]
+    if not stops or stops[-1] != t1:
+        stops.append(t1)
+    outputs, out_ts = [], []
+    if save_ts is None or save_ts[0] == t0:
+        outputs.append(x0)
+        out_ts.append(t0)
+    records, t_acc, y_acc = [], [t0], [x0]
+    R_E = None if tab is None else 0.0
+    nfev_f = nfev_g = 0
+    t, y = t0, x0
+
+    def step(t, h, t_new):
+        inc = path.increment(t, t_new)
+        return sde_step(
+            f, g, t, y, h, inc, tab if tab is not None else "em", rtol=rtol, atol=atol, delta=delta
+        ), inc
+
+    def finish_step(res, t_new):
+        nonlocal t, y, R_E
+        if tab is not None:
+            R_E = R_E + res.error_norm * (t_new - t)  # Σ E_j |h_j| with h_j frozen (a float)
+        t, y = t_new, res.y_new
+        t_acc.append(t)
+        y_acc.append(y)
+        if t == stops[0]:
+            stops.pop(0)
+        if save_ts is None or t in save_set:
+            outputs.append(y)
+            out_ts.append(t)
+
+    save_set = set() if save_ts is None else {float(s) for s in save_ts}
+    if grid is not None:  # fixed steps on the given grid (EM baseline, fixed-step SRI, frozen-grid replay)
+        if len(grid) - 1 > max_steps:
+            raise MaxStepsExceededError(f"the grid has {len(grid) - 1} steps > max_steps={max_steps}", t=t0)
+        for t_new in grid[1:]:
+            t_new = float(t_new)
+            h = t_new - t
+            res, inc = step(t, h, t_new)
+            nfev_f += res.n_f
+            nfev_g += res.n_g
+            _check_finite(res, t, h)
+            records.append(_make_record(res, t, h, t_new, True, inc))
+            finish_step(res, t_new)
+        return _Raw(outputs, out_ts, records, R_E, nfev_f, nfev_g, t_acc, y_acc)
+
+    # adaptive
+    if first_step is None:
+        h_prop, nf, ng = sde_initial_step(
+            lambda s, x: getval(f(s, x)),
+            lambda s, x: getval(g(s, x)),
+            t0,
+            x0,
+            tab.controller_order,
+            rtol,
+            atol,
+            max_step,
+        )
+        nfev_f += nf
+        nfev_g += ng
+    else:
+        h_prop = min(first_step, max_step)
+    qold = controller.qoldinit
+    n_attempts = 0
+    while t < t1:
+        stop = stops[0]
+        while True:
+            h_try = min(h_prop, max_step)
+            t_new = t + h_try
+            clipped = False
+            if t_new >= stop or stop - t_new < SNAP_ULPS * np.spacing(abs(stop)):
+                t_new, clipped = stop, True
+            h = t_new - t
+            min_step = float(10 * np.spacing(abs(t)))
+            if h < min_step or not np.isfinite(h):
+                raise StepSizeUnderflowError(
+                    f"step size {h!r} underflows at t={t!r} (minimum {min_step!r})", t=t
+                )
+            if n_attempts >= max_steps:
+                raise MaxStepsExceededError(
+                    f"max_steps={max_steps} attempted steps reached at t={t!r} before t1={t1!r}", t=t
+                )
+            res, inc = step(t, h, t_new)
+            n_attempts += 1
+            nfev_f += res.n_f
+            nfev_g += res.n_g
+            _check_finite(res, t, h)
+            E = float(getval(res.error_norm))
+            accepted = controller.accept(E)
+            records.append(_make_record(res, t, h, t_new, accepted, inc))
+            if accepted:
+                # a step shortened to land on a stop does not shrink the next proposal (DESIGN §3)
+                h_prop, qold = controller.on_accept(E, max(h, h_try) if clipped else h, qold)
+                break
+            h_prop = controller.on_reject(E, h)
+        finish_step(res, t_new)
+    return _Raw(outputs, out_ts, records, R_E, nfev_f, nfev_g, t_acc, y_acc)
+
+
+def _solution(raw: _Raw, t_span, method, path, rtol, atol, delta) -> SDESolution:
+    acc = [r.accepted for r in raw.records]
+    R_E = None if raw.R_E is None else float(getval(raw.R_E))
+    return SDESolution(
+        t_span=t_span,
+        method=method,
+        ts=np.array(raw.out_ts),
+        ys=np.stack([np.array(getval(y), dtype=float) for y in raw.outputs]),
+        steps=raw.records,
+        nfev_f=raw.nfev_f,
+        nfev_g=raw.nfev_g,
+        n_accepted=int(sum(acc)),
+        n_rejected=int(len(acc) - sum(acc)),
+        t_accepted=np.array(raw.t_acc),
+        y_accepted=np.stack([np.array(getval(y), dtype=float) for y in raw.y_acc]),
+        R_E=R_E,
+        path=path,
+        rtol=rtol,
+        atol=atol,
+        delta=delta,
+    )
+
+
+def _setup(
+    f,
+    g,
+    x0,
+    t_span,
+    t_eval,
+    method,
+    rtol,
+    atol,
+    dt,
+    grid,
+    path,
+    seed,
+    max_steps,
+    first_step,
+    max_step,
+    delta,
+    controller,
+):
+    tab, t_span, t_eval, rtol, atol, grid, path, first_step, max_step = _validate(
+        f, g, x0, t_span, t_eval, method, rtol, atol, dt, grid, path, seed, max_steps, first_step, max_step
+    )
+    if tab is not None:
+        delta = tab.delta if delta is None else _as_float("delta", delta, positive=False)
+        if controller is None:
+            controller = SDEController.for_order(tab.controller_order)
+        elif not isinstance(controller, SDEController):
+            raise TypeError(f"controller must be an SDEController, got {type(controller).__name__}")
+    return tab, t_span, t_eval, rtol, atol, grid, path, first_step, max_step, delta, controller
+
+
+def solve_sde(
+    f: Callable,
+    g: Callable,
+    t_span,
+    x0,
+    *,
+    args=(),
+    method: str = "sriw1",
+    rtol=SDE_DEFAULT_RTOL,
+    atol=SDE_DEFAULT_ATOL,
+    path: BrownianPath | None = None,
+    seed: np.random.Generator | int | None = None,
+    t_eval=None,
+    dt: float | None = None,
+    grid=None,
+    first_step: float | None = None,
+    max_step: float | None = None,
+    max_steps: int = 100000,
+    delta: float | None = None,
+    controller: SDEController | None = None,
+) -> SDESolution:
+    """Solve dX = f(t, X, *args) dt + g(t, X, *args) ⊙ dW on ``t_span`` (module docstring).
+
+    Noise: ``path`` (a :class:`BrownianPath` of x0's shape; reused and extended) or ``seed`` (a new path).
+    Stepping: adaptive (default for SRI/SRA; StochasticDiffEq's controller and initial step, ``max_step``
+    defaults to t1 − t0), or fixed: ``dt`` (n = ceil((t1 − t0)/dt) equal steps) or ``grid`` (the given step
+    times — e.g. ``sol.t_accepted`` of an earlier solve, with ``path=sol.path``, replays it exactly).
+    Output: at ``t_eval`` (each a step endpoint), else at t0 and every accepted step.
+
+    Raises ``ValueError``/``TypeError`` for bad arguments, :class:`~ndereg_ref.errors.NonFiniteError`,
+    :class:`~ndereg_ref.errors.StepSizeUnderflowError`, :class:`~ndereg_ref.errors.MaxStepsExceededError`
+    during the solve.
+    """
+    if not isinstance(args, tuple):
+        args = (args,)
+    fa, ga = (lambda t, x: f(t, x, *args)), (lambda t, x: g(t, x, *args))
+    tab, t_span, t_eval, rtol, atol, grid, path, first_step, max_step, delta, controller = _setup(
+        f,
+        g,
+        x0,
+        t_span,
+        t_eval,
+        method,
+        rtol,
+        atol,
+        dt,
+        grid,
+        path,
+        seed,
+        max_steps,
+        first_step,
+        max_step,
+        delta,
+        controller,
+    )
+    x0 = np.array(getval(x0), dtype=float)
+    raw = _integrate(
+        fa,
+        ga,
+        x0,
+        t_span,
+        t_eval,
+        tab,
+        rtol=rtol,
+        atol=atol,
+        delta=delta,
+        path=path,
+        grid=grid,
+        first_step=first_step,
+        max_step=max_step,
+        max_steps=max_steps,
+        controller=controller,
+    )
+    return _solution(raw, t_span, "em" if tab is None else tab.name, path, rtol, atol, delta)
+
+
+def _prepare_x0(x0):
+    return x0 if not isinstance(x0, (list, tuple)) else np.asarray(x0, dtype=float)
+
+
+def _ts_checked(ts):
+    ts = np.asarray(getval(ts), dtype=float)
+    if ts.ndim != 1 or ts.size < 2:
+        raise ValueError("ts must be a 1-D array of at least two times (ts[0] is the initial time)")
+    return ts
+
+
+def sdeint(
+    f,
+    g,
+    x0,
+    ts,
+    params,
+    *,
+    method="sriw1",
+    rtol=SDE_DEFAULT_RTOL,
+    atol=SDE_DEFAULT_ATOL,
+    path=None,
+    seed=None,
+    **kwargs,
+):
+    """States X(ts[i]) of dX = f(t, X, params) dt + g(t, X, params) ⊙ dW, X(ts[0]) = x0, shape
+    ``(len(ts), *x0.shape)``; differentiable by autograd w.r.t. ``x0`` and ``params`` (frozen grid, fixed
+    path).  ``kwargs``: ``dt``, ``grid``, ``first_step``, ``max_step``, ``max_steps``, ``delta``,
+    ``controller`` as in :func:`solve_sde`.  To differentiate a finite-difference check against it, pass the
+    same ``path`` and ``grid=info.t_accepted`` (see :func:`sdeint_regularized`)."""
+    xs, _, _ = _sdeint_impl(f, g, x0, ts, params, method, rtol, atol, path, seed, kwargs)
+    return xs
+
+
+def _sdeint_impl(f, g, x0, ts, params, method, rtol, atol, path, seed, kwargs):
+    ts = _ts_checked(ts)
+    x0 = _prepare_x0(x0)
+    kw = dict(kwargs)
+    dt, grid, max_steps = kw.pop("dt", None), kw.pop("grid", None), kw.pop("max_steps", 100000)
+    first_step, max_step = kw.pop("first_step", None), kw.pop("max_step", None)
+    delta, controller = kw.pop("delta", None), kw.pop("controller", None)
+    if kw:
+        raise TypeError(f"unexpected keyword arguments {sorted(kw)}")
+    tab, t_span, t_eval, rtol, atol, grid, path, first_step, max_step, delta, controller = _setup(
+        f,
+        g,
+        x0,
+        (ts[0], ts[-1]),
+        ts,
+        method,
+        rtol,
+        atol,
+        dt,
+        grid,
+        path,
+        seed,
+        max_steps,
+        first_step,
+        max_step,
+        delta,
+        controller,
+    )
+    if not isinstance(x0, Box):
+        x0 = np.array(x0, dtype=float)
+
+    def fp(t, x):
+        return f(t, x, params)
+
+    def gp(t, x):
+        return g(t, x, params)
+
+    raw = _integrate(
+        fp,
+        gp,
+        x0,
+        t_span,
+        ts,
+        tab,
+        rtol=rtol,
+        atol=atol,
+        delta=delta,
+        path=path,
+        grid=grid,
+        first_step=first_step,
+        max_step=max_step,
+        max_steps=max_steps,
+        controller=controller,
+    )
+    info = _solution(raw, t_span, "em" if tab is None else tab.name, path, rtol, atol, delta)
+    return anp.stack(raw.outputs), raw.R_E, info
+
+
+# ------------------------------------------------------------------------------------------------------
+# regularized solves (ERNSDE: global R_E, and the local regularizer of Pal, Edelman & Rackauckas 2023)
+# ------------------------------------------------------------------------------------------------------
+SAMPLINGS = ("unbiased", "biased")
+REGULARIZERS = ("global", "local")
+
+
+def _strip(params):
+    """The parameter values without autograd boxes (for the no-gradient parts of the local regularizer)."""
+    if isinstance(params, Box):
+        return getval(params)
+    if isinstance(params, (list, tuple)):
+        return [_strip(p) for p in params]
+    return params
+
+
+def sde_local_error_step(
+    f,
+    g,
+    params,
+    t_r,
+    u_r,
+    h_r,
+    inc: Increment,
+    *,
+    method="sriw1",
+    rtol=SDE_DEFAULT_RTOL,
+    atol=SDE_DEFAULT_ATOL,
+    delta=None,
+):
+    """r = E(t_r)·h_r: the error norm of one SRI/SRA step from (t_r, u_r) with step h_r and the noise ``inc``
+    of [t_r, t_r + h_r], no accept/reject.  Differentiable w.r.t. ``params`` only (t_r, u_r, h_r and the
+    noise are constants)."""
+    return _local_step(f, g, params, t_r, u_r, h_r, inc, method, rtol, atol, delta)[0]
+
+
+def _local_step(f, g, params, t_r, u_r, h_r, inc, method, rtol, atol, delta):
+    tab = _get_tableau(method)
+    if tab is None:
+        raise ValueError("local regularization needs an error estimate: use an SRI/SRA method, not 'em'")
+    u_r = np.array(getval(u_r), dtype=float)
+    res = sde_step(
+        lambda t, x: f(t, x, params),
+        lambda t, x: g(t, x, params),
+        float(t_r),
+        u_r,
+        float(h_r),
+        inc,
+        tab,
+        rtol=rtol,
+        atol=atol,
+        delta=delta,
+    )
+    return res.error_norm * abs(float(h_r)), res.n_f + res.n_g
+
+
+def sde_local_regularization(
+    f, g, params, info: SDESolution, rng: np.random.Generator, *, sampling="unbiased", save_times=None
+):
+    """The local regularizer of Pal, Edelman & Rackauckas (ICML 2023, Alg. 1) for an SDE solve ``info``.
+
+    1. t_r ~ U(t0, t1) (``"unbiased"``) or uniform over the accepted step times without the final time,
+       [t0, t_1, …, t_{N−1}] (``"biased"``; or over ``save_times`` without t1 if given).
+    2. No gradient: u_r = X(t_r) — the accepted state if t_r is a step time, else the *linear interpolation*
+       of the two accepted states around t_r (StochasticDiffEq's SDE interpolant; a Brownian-bridge
+       interpolation would need the noise of the whole step and gains nothing for a regularizer);
+       h_r = :func:`sde_initial_step` at (t_r, u_r) with dtmax = t1 − t_r.
+    3. With gradient w.r.t. params only: one step of the solve's method from (t_r, u_r) with step h_r and the
+       solve's Brownian path over [t_r, t_r + h_r] (new times are bridged, so the path stays consistent);
+       r = E·h_r.
+
+    Returns ``(r, LocalSDESample)``.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError("rng must be a numpy.random.Generator (every draw takes an explicit generator)")
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"unknown sampling {sampling!r}; expected one of {SAMPLINGS}")
+    tab = _get_tableau(info.method)
+    if tab is None:
+        raise ValueError("local regularization needs an error estimate: use an SRI/SRA method, not 'em'")
+    t0, t1 = info.t_span
+    if sampling == "unbiased":
+        t_r = float(rng.uniform(t0, t1))
+    else:
+        candidates = np.asarray(info.t_accepted if save_times is None else save_times, dtype=float)
+        candidates = candidates[candidates != t1]
+        if candidates.size == 0:
+            raise ValueError("biased sampling: no step time other than the final time to draw from")
+        t_r = float(candidates[rng.integers(candidates.size)])
+    dtmax = t1 - t_r
+    if not dtmax > 0:
+        raise ValueError(f"local regularization drew t_r = {t_r!r} with no room before t1 = {t1!r}")
+    p = _strip(params)
+    u_r = info(t_r)
+    h_r, nf, ng = sde_initial_step(
+        lambda t, x: f(t, x, p),
+        lambda t, x: g(t, x, p),
+        t_r,
+        u_r,
+        tab.controller_order,
+        info.rtol,
+        info.atol,
+        dtmax,
+    )
+    t_new = min(t_r + h_r, t1)
+    h_r = t_new - t_r
+    inc = info.path.increment(t_r, t_new)
+    r, n_step = _local_step(f, g, params, t_r, u_r, h_r, inc, tab, info.rtol, info.atol, info.delta)
+    return r, LocalSDESample(sampling, t_r, h_r, u_r, inc, nf + ng + n_step)
+
+
+def sdeint_regularized(
+    f,
+    g,
+    x0,
+    ts,
+    params,
+    *,
+    method="sriw1",
+    rtol=SDE_DEFAULT_RTOL,
+    atol=SDE_DEFAULT_ATOL,
+    path=None,
+    seed=None,
+    regularizer="global",
+    sampling="unbiased",
+    rng=None,
+    **kwargs,
+):
+    """``(xs, R, info)``: states at ``ts`` (as :func:`sdeint`), a regularizer and the :class:`SDESolution`.
+
+    ``regularizer="global"``: R = R_E = Σ_j E_j |h_j| over the accepted steps (ERNSDE, Pal et al. 2021, with
+    h_j frozen).  ``regularizer="local"``: R = r = E(t_r)·h_r of :func:`sde_local_regularization` with
+    ``sampling`` ∈ {"unbiased", "biased"} and the generator ``rng`` (required); ``info.local`` holds the
+    draw.  Both are differentiable by autograd (R_E w.r.t. params and x0; r w.r.t. params only).
+    """
+    if regularizer not in REGULARIZERS:
+        raise ValueError(f"unknown regularizer {regularizer!r}; expected one of {REGULARIZERS}")
+    if regularizer == "local" and not isinstance(rng, np.random.Generator):
+        raise TypeError("regularizer='local' needs rng= (a numpy.random.Generator) for the draw of t_r")
+    xs, R_E, info = _sdeint_impl(f, g, x0, ts, params, method, rtol, atol, path, seed, kwargs)
+    if R_E is None:
+        raise ValueError("Euler–Maruyama has no error estimate, so no R_E: use an SRI/SRA method")
+    if regularizer == "global":
+        return xs, R_E, info
+    r, sample = sde_local_regularization(f, g, params, info, rng, sampling=sampling)
+    info.local = sample
+    return xs, r, info
