@@ -66,3 +66,28 @@ def test_regularized_models_predict_with_fewer_evaluations(spiral_run):
     base = res["vanilla"]["prediction_nfe"]["mean"]
     for m in ("ernode", "local_unbiased", "local_biased"):
         assert res[m]["prediction_nfe"]["mean"] < base, (m, res[m]["prediction_nfe"], base)
+
+
+def test_spiral_sde_quick_runs(tmp_path):
+    """Small smoke run of the SDE reproduction: files and the required JSON keys."""
+    rc = main(
+        [
+            "reproduce",
+            "spiral-sde",
+            "--quick",
+            "--out",
+            str(tmp_path),
+            "--iters",
+            "3",
+            "--methods",
+            "vanilla,ernsde",
+        ]
+    )
+    assert rc == 0
+    with open(os.path.join(tmp_path, "results.json")) as fh:
+        res = json.load(fh)["methods"]
+    for m in ("vanilla", "ernsde"):
+        for key in ("prediction_nfe", "train_time_s", "prediction_time_s", "test_loss"):
+            assert {"mean", "std"} <= set(res[m][key])
+    for name in ("loss_curves.png", "nfe.png", "moments.png"):
+        assert _png_size(os.path.join(tmp_path, name)) == (int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI))
