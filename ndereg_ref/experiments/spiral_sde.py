@@ -1,9 +1,10 @@
 """Spiral neural SDE (Pal et al. 2021 §5.3; Pal et al. 2023): vanilla vs ERNSDE vs local regularization.
 
 Data: the spiral SDE du = A u³ dt + 0.2 u ⊙ dW, u0 = (2, 0), t ∈ [0, 1], 30 save points (moments of many
-seeded trajectories, ``ndereg_ref.neural_sde.spiral_sde_data``).  Model: NeuralSDE (tanh MLP drift on u³, diagonal
-linear diffusion).  Loss: moment matching (means and variances over a batch of simulated trajectories, each
-iteration on a fresh seeded Brownian path) + λ·R with R = Σ E_j|h_j| (ERNSDE) or the one-step local r.
+seeded trajectories, ``ndereg_ref.neural_sde.spiral_sde_data``).  Model: NeuralSDE (tanh MLP drift on u³,
+diagonal linear diffusion).  Loss: moment matching (means and variances over a batch of simulated
+trajectories, each iteration on a fresh seeded Brownian path) + λ·R with R = Σ E_j|h_j| (ERNSDE) or the
+one-step local r.
 Solver: adaptive SRIW1 at abstol = reltol = 0.3 as in the paper.
 """
 
