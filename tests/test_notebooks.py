@@ -15,8 +15,7 @@ NOTEBOOKS = sorted(glob.glob(os.path.join(NOTEBOOK_DIR, "*.ipynb")))
 
 def test_notebooks_exist():
     names = [os.path.basename(p) for p in NOTEBOOKS]
-    # 06_neural_sde joins this list with the SDE notebook (issue 7 stays open until then).
-    for prefix in ("01_", "02_", "03_", "04_", "05_"):
+    for prefix in ("01_", "02_", "03_", "04_", "05_", "06_"):
         assert any(n.startswith(prefix) for n in names), f"missing notebook {prefix}*.ipynb"
 
 
