@@ -788,13 +788,15 @@ def frozen_grid_solve(
     e_variant="sum",
     s_variant="sum",
     n_control=None,
+    tableau=None,
 ):
     """The frozen-grid map of DESIGN §5/§6: replay the accepted steps (t_j, h_j) of ``info`` from new
     (y0, params) — no step-size control, every step accepted — and return ``(ys, R_E, R_S)``.
 
     This is the function whose exact derivative the discrete adjoint computes; it is autograd-traceable
     and plain-NumPy evaluable, so tests take central differences of it.  ``rtol``, ``atol``, ``stiffness``
-    must be those of the solve that produced ``info``.
+    must be those of the solve that produced ``info``.  ``tableau``: replay with another tableau than the
+    solve's (e.g. the same pair with another library's rounding of the error weights).
     """
     from .tableaus import TABLEAUS
 
@@ -804,7 +806,7 @@ def frozen_grid_solve(
         y0,
         ts,
         params,
-        TABLEAUS[info.method],
+        TABLEAUS[info.method] if tableau is None else tableau,
         info.convention,
         rtol,
         atol,

@@ -124,6 +124,8 @@ class Convention:
 
         if tableau.name == "dp5" and self.dp5_error_weights == "shampine":
             return TABLEAUS["dp5_shampine"]
+        if tableau.name == "bs3" and self.name == "torchdiffeq":
+            return TABLEAUS["bs3_torchdiffeq"]  # torchdiffeq's own interpolant for bosh3
         return tableau
 
     def controller_state(self, tableau: Tableau) -> dict:
@@ -134,7 +136,16 @@ class Convention:
         return 0
 
     def snap_to_end(self, t_new: float, t1: float) -> float:
+        """End of the next attempted step after the usual clipping (default: unchanged)."""
         return t_new
+
+    def retry_end(self, t: float, t_new: float, t1: float) -> float:
+        """End of a retry after a rejection, given the proposed end ``t_new`` (default: unchanged)."""
+        return t_new
+
+    def rejection_fevals(self, tableau: Tableau, before_first_accept: bool) -> int:
+        """f evaluations a rejection costs beyond the stages the solver records (default: none)."""
+        return 0
 
 
 @dataclass(frozen=True)
@@ -196,8 +207,37 @@ class DiffraxConvention(Convention):
     """diffrax ``diffeqsolve`` with ``PIDController(rtol, atol)`` defaults (diffrax/_step_size_controller).
 
     accept q < 1; factor = clip(0.9 q^(−1/p), 1, 10) on accept and clip(0.9 q^(−1/p), 0.2, 0.9) on
-    reject.  Initial step dt0 = 0.01 (DESIGN §3).  The last step is clipped to t1.
+    reject.  Initial step dt0 = 0.01 (DESIGN §3).  The last step is clipped to t1.  Bookkeeping that
+    diffrax 0.7 does in ``diffrax/_integrate.py`` (``_clip_to_end``) and its FSAL Runge–Kutta step:
+
+    * a step is the pair (t_prev, t_next) and h = t_next − t_prev (``recompute_h``);
+    * a proposed end within 100 ulp of t1 (or past it) becomes t1 after an accepted step, and after a
+      rejected one the retry goes to the midpoint t + (t1 − t)/2;
+    * FSAL tableaus evaluate f(t0, y0) inside the first step, again at every retry until one step has
+      been accepted (the solver state keeps its "first step" flag on rejection): +1 NFE per such rejection.
     """
+
+    @staticmethod
+    def _clip_floor(t1: float, t_new: float) -> float:
+        # t1 moved 100 ulp back towards the start (diffrax: eqxi.prevbefore applied 100 times).
+        towards = -np.inf if t_new <= t1 else np.inf
+        floor = t1
+        for _ in range(100):
+            floor = np.nextafter(floor, towards)
+        return floor
+
+    def snap_to_end(self, t_new, t1):
+        floor = self._clip_floor(t1, t_new)
+        return t1 if (t_new - floor) * (t1 - floor) > 0 else t_new  # t_new lies past the floor
+
+    def retry_end(self, t, t_new, t1):
+        floor = self._clip_floor(t1, t)
+        if (t_new - floor) * (t1 - floor) > 0:
+            return t + 0.5 * (t1 - t)
+        return t_new
+
+    def rejection_fevals(self, tableau, before_first_accept):
+        return 1 if (tableau.fsal and before_first_accept) else 0
 
     def initial_step(self, fun, t0, y0, f0, t1, tableau, rtol, atol, max_step):
         return min(DIFFRAX_DT0, abs(t1 - t0), max_step), 0
@@ -280,7 +320,7 @@ CONVENTIONS: dict[str, Convention] = {
         "scipy", dp5_error_weights="hairer", clip_to_end=True, recompute_h=True, dense_for_any_output=True
     ),
     "torchdiffeq": TorchdiffeqConvention("torchdiffeq", dp5_error_weights="shampine", clip_to_end=False),
-    "diffrax": DiffraxConvention("diffrax", dp5_error_weights="shampine", clip_to_end=True),
+    "diffrax": DiffraxConvention("diffrax", dp5_error_weights="shampine", clip_to_end=True, recompute_h=True),
     "ordinarydiffeq": OrdinaryDiffEqConvention(
         "ordinarydiffeq", dp5_error_weights="hairer", clip_to_end=True
     ),

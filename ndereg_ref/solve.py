@@ -448,9 +448,13 @@ def _attempt_until_accepted(
             )
         h = h_abs * direction
         t_new = t + h
-        if convention.clip_to_end and direction * (t_new - t1) > 0:
-            t_new = t1
-        t_new = convention.snap_to_end(t_new, t1)
+        retry = convention.retry_end(t, t_new, t1) if rejected_before else t_new
+        if retry != t_new:
+            t_new = retry
+        else:
+            if convention.clip_to_end and direction * (t_new - t1) > 0:
+                t_new = t1
+            t_new = convention.snap_to_end(t_new, t1)
         if convention.recompute_h or t_new == t1:
             h = t_new - t
         res = rk_step(
@@ -467,6 +471,7 @@ def _attempt_until_accepted(
         if accepted:
             return res, t_new, h, h_abs_next, state, n_attempts, nfev
         rejected_before = True
+        nfev += convention.rejection_fevals(tableau, before_first_accept=not any(r.accepted for r in records))
         h_abs = h_abs_next
 
 

@@ -44,7 +44,10 @@ def _check_gradient(value_fn, grad, rel=1e-6, n_dirs=4, seed=0, eps=1e-4):
         d = [rng.standard_normal(p.shape) for p in P]
         fd = _directional_fd(value_fn, P, d, eps)
         ad = sum(np.sum(g * di) for g, di in zip(grad, d))
-        assert ad == pytest.approx(fd, rel=rel), (ad, fd)
+        # Scale of the sum before cancellation: a direction nearly orthogonal to the gradient has a small
+        # derivative but the same absolute FD noise (seen: derivative −0.0996 where |g|·|d| terms sum to ~6).
+        scale = max(abs(fd), sum(np.sum(np.abs(g * di)) for g, di in zip(grad, d)))
+        assert abs(ad - fd) <= rel * scale, (ad, fd, scale)
 
 
 @pytest.mark.parametrize("which", ["R_E", "R_S"])
