@@ -86,7 +86,12 @@ def build_report(results_dir: str = "results", out: str = "docs/results.md") -> 
         sections.append(format_table(res["methods"], f"{name} (generated {res['generated']})"))
         sections.append(
             f"Settings: iterations {s.get('iters')}, seeds {s.get('seeds')}, solver {s.get('solver')}, "
-            f"weights {s.get('weights')}."
+            f"weights {s.get('weights')}"
+            + (
+                f", annealed exponentially to {s['weights_final']} at the last iteration (None: constant)."
+                if s.get("weights_final")
+                else "."
+            )
         )
         sections.append("")
         sections.extend(_discussion(name, res["methods"]))
