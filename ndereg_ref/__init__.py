@@ -55,3 +55,7 @@ from .sde import SDE_TABLEAUS, SDESolution, sdeint, sdeint_regularized, solve_sd
 
 __all__ += ["BrownianPath", "NeuralSDE", "SDE_TABLEAUS", "SDESolution", "sdeint", "sdeint_regularized",
             "solve_sde"]
+
+from .oracle import Trace, TraceFormatError, diff_traces, load_trace, make_trace, save_trace  # noqa: E402
+
+__all__ += ["Trace", "TraceFormatError", "diff_traces", "load_trace", "make_trace", "save_trace"]
