@@ -533,14 +533,14 @@ def format_rows(rows) -> str:
         return "(no rows)"
     if isinstance(rows[0], StepAgreement):
         head = (
-            f"{'problem':9s} {'method':13s} {'theirs':7s} {'rtol':>6s} {'atol':>6s}  "
+            f"{'problem':9s} {'method':15s} {'theirs':7s} {'rtol':>6s} {'atol':>6s}  "
             f"{'ours acc/rej/NFE':>17s}  {'theirs acc/rej/NFE':>18s}  {'max|Δt|':>9s}  ok"
         )
         lines = [head, "-" * len(head)]
         for r in rows:
             dt = "n/a" if r.max_abs_dt is None else f"{r.max_abs_dt:.2e}"
             lines.append(
-                f"{r.problem:9s} {r.method:13s} {r.their_method:7s} {r.rtol:6.0e} {r.atol:6.0e}  "
+                f"{r.problem:9s} {r.method:15s} {r.their_method:7s} {r.rtol:6.0e} {r.atol:6.0e}  "
                 f"{'/'.join(map(str, r.ours)):>17s}  {'/'.join(map(str, r.theirs)):>18s}  {dt:>9s}  "
                 f"{'yes' if r.counts_match else 'COUNTS DIFFER'}"
             )
