@@ -91,3 +91,18 @@ def test_spiral_sde_quick_runs(tmp_path):
             assert {"mean", "std"} <= set(res[m][key])
     for name in ("loss_curves.png", "nfe.png", "moments.png"):
         assert _png_size(os.path.join(tmp_path, name)) == (int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI))
+
+
+def test_report_from_results(spiral_run, tmp_path):
+    """``ndereg-ref report`` builds the Markdown from results.json, with the true field's NFE computed."""
+    import shutil
+
+    shutil.copytree(spiral_run, tmp_path / "results" / "spiral")
+    out = tmp_path / "results.md"
+    assert main(["report", "--results", str(tmp_path / "results"), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| vanilla |" in text and "**ernode**: prediction NFE" in text
+    import re
+
+    m = re.search(r"The true spiral field du/dt = A u³ itself needs (\d+) NFE", text)
+    assert m and int(m.group(1)) % 6 == 3  # Tsit5 under ordinarydiffeq: 3 + 6 per attempted step
