@@ -17,6 +17,7 @@ accept/reject decisions carry no gradient, DESIGN §5).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -202,6 +203,16 @@ class TorchdiffeqConvention(Convention):
         return h_abs * factor, state
 
 
+@lru_cache(maxsize=64)
+def _ulps_before(t1: float, towards: float, n: int = 100) -> float:
+    """t1 moved n ulp towards ``towards`` (diffrax: eqxi.prevbefore applied 100 times); cached because the
+    solver asks for it at every attempted step of a solve with the same t1."""
+    floor = t1
+    for _ in range(n):
+        floor = float(np.nextafter(floor, towards))
+    return floor
+
+
 @dataclass(frozen=True)
 class DiffraxConvention(Convention):
     """diffrax ``diffeqsolve`` with ``PIDController(rtol, atol)`` defaults (diffrax/_step_size_controller).
@@ -219,12 +230,7 @@ class DiffraxConvention(Convention):
 
     @staticmethod
     def _clip_floor(t1: float, t_new: float) -> float:
-        # t1 moved 100 ulp back towards the start (diffrax: eqxi.prevbefore applied 100 times).
-        towards = -np.inf if t_new <= t1 else np.inf
-        floor = t1
-        for _ in range(100):
-            floor = np.nextafter(floor, towards)
-        return floor
+        return _ulps_before(float(t1), -np.inf if t_new <= t1 else np.inf)
 
     def snap_to_end(self, t_new, t1):
         floor = self._clip_floor(t1, t_new)

@@ -125,6 +125,14 @@ def _ours(problem, method, convention, rtol, atol):
     )
 
 
+def _agreement(library, problem, method, convention, their_method, rtol, atol, theirs, their_times):
+    """Solve with our ``convention`` and compare with the other library's counts and accepted times."""
+    sol = _ours(problem, method, convention, rtol, atol)
+    ours = (sol.n_accepted, sol.n_rejected, sol.nfev)
+    return StepAgreement(library, problem.name, sol.method, their_method, rtol, atol, ours, tuple(theirs),
+                         _max_dt(sol.t_accepted[1:], their_times))  # fmt: skip
+
+
 def _max_dt(ours_times, their_times):
     ours_times, their_times = np.asarray(ours_times), np.asarray(their_times)
     if ours_times.shape != their_times.shape:
@@ -157,19 +165,9 @@ def crosscheck_scipy(problems=None, methods=tuple(SCIPY_METHODS), tolerances=DEF
                         raise RuntimeError(f"scipy {their} failed on {p.name}: {msg}")
                     rejected += (solver.nfev - before) // cls.n_stages - 1
                     times.append(solver.t)
-                sol = _ours(p, SCIPY_METHODS[their], "scipy", rtol, atol)
+                theirs = (len(times), rejected, solver.nfev)
                 rows.append(
-                    StepAgreement(
-                        "scipy",
-                        p.name,
-                        SCIPY_METHODS[their],
-                        their,
-                        rtol,
-                        atol,
-                        (sol.n_accepted, sol.n_rejected, sol.nfev),
-                        (len(times), rejected, solver.nfev),
-                        _max_dt(sol.t_accepted[1:], times),
-                    )
+                    _agreement("scipy", p, SCIPY_METHODS[their], "scipy", their, rtol, atol, theirs, times)
                 )
     return rows
 
@@ -213,18 +211,11 @@ def crosscheck_torchdiffeq(problems=None, methods=tuple(TORCHDIFFEQ_METHODS), to
                 y0 = torch.tensor(p.y0, dtype=torch.float64)
                 t = torch.tensor(p.t_span, dtype=torch.float64)
                 torchdiffeq.odeint(fld, y0, t, rtol=rtol, atol=atol, method=their)
-                sol = _ours(p, TORCHDIFFEQ_METHODS[their], "torchdiffeq", rtol, atol)
+                theirs = (len(fld.accepted), fld.rejected, fld.nfev)
+                method = TORCHDIFFEQ_METHODS[their]
                 rows.append(
-                    StepAgreement(
-                        "torchdiffeq",
-                        p.name,
-                        sol.method,
-                        their,
-                        rtol,
-                        atol,
-                        (sol.n_accepted, sol.n_rejected, sol.nfev),
-                        (len(fld.accepted), fld.rejected, fld.nfev),
-                        _max_dt(sol.t_accepted[1:], fld.accepted),
+                    _agreement(
+                        "torchdiffeq", p, method, "torchdiffeq", their, rtol, atol, theirs, fld.accepted
                     )
                 )
     return rows
@@ -283,19 +274,8 @@ def crosscheck_diffrax(problems=None, methods=tuple(DIFFRAX_METHODS), tolerances
                     int(sol_d.stats["num_rejected_steps"]),
                     calls["n"],
                 )
-                sol = _ours(p, DIFFRAX_METHODS[their], "diffrax", rtol, atol)
                 rows.append(
-                    StepAgreement(
-                        "diffrax",
-                        p.name,
-                        sol.method,
-                        their,
-                        rtol,
-                        atol,
-                        (sol.n_accepted, sol.n_rejected, sol.nfev),
-                        theirs,
-                        _max_dt(sol.t_accepted[1:], ts),
-                    )
+                    _agreement("diffrax", p, DIFFRAX_METHODS[their], "diffrax", their, rtol, atol, theirs, ts)
                 )
     return rows
 
@@ -304,37 +284,15 @@ def crosscheck_diffrax(problems=None, methods=tuple(DIFFRAX_METHODS), tolerances
 
 
 def _our_gradients(problem, method, convention, rtol, atol):
-    """Discrete-adjoint gradients of L = Σ y(t1) and R_E w.r.t. (y0, p), and the accepted grid."""
-    from autograd import grad
+    """Discrete-adjoint gradients of L = Σ y(t1) and R_E w.r.t. (y0, p), and the solve (accepted grid)."""
+    from .oracle import discrete_adjoint_gradients
 
-    from .adjoint import odeint_regularized
-
-    y0, p = problem.y0_array, problem.params_array
-    ts = np.array(problem.t_span)
-
-    def run(y0_, p_):
-        return odeint_regularized(
-            problem.pfun,
-            y0_,
-            ts,
-            p_,
-            method=method,
-            convention=convention,
-            rtol=rtol,
-            atol=atol,
-            adjoint="discrete",
-        )
-
-    loss = lambda a, b: run(a, b)[0][-1].sum()  # noqa: E731
-    reg = lambda a, b: run(a, b)[1]  # noqa: E731
-    info = run(y0, p)[3]
-    grads = {
-        "dL/dy0": grad(loss, 0)(y0, p),
-        "dL/dp": grad(loss, 1)(y0, p),
-        "dR_E/dy0": grad(reg, 0)(y0, p),
-        "dR_E/dp": grad(reg, 1)(y0, p),
-    }
-    return grads, info
+    info, _, _, _, g = discrete_adjoint_gradients(
+        problem.pfun, problem.y0_array, problem.t_span, problem.params_array, method=method,
+        convention=convention, rtol=rtol, atol=atol,
+    )  # fmt: skip
+    keys = {"dL/dy0": "dL_dy0", "dL/dp": "dL_dparams", "dR_E/dy0": "dR_E_dy0", "dR_E/dp": "dR_E_dparams"}
+    return {k: g[v] for k, v in keys.items()}, info
 
 
 def _our_R_E_gradients_with_e(problem, info, e, rtol, atol):

@@ -41,6 +41,7 @@ __all__ = [
     "TraceDiff",
     "TraceFormatError",
     "make_trace",
+    "discrete_adjoint_gradients",
     "save_trace",
     "load_trace",
     "diff_traces",
@@ -123,6 +124,54 @@ def _load_user_field(spec: str):
 # ------------------------------------------------------------------------------------------ make_trace
 
 
+def discrete_adjoint_gradients(fun, y0, t_span, params, *, gradients=True, **solver):
+    """One solve of y' = fun(t, y, params) from t0 to t1 (:func:`ndereg_ref.odeint_regularized`, discrete
+    adjoint) and the gradients of
+
+        R_E = Σ_j E_j|h_j|,   R_S = Σ_j S_j|h_j|,   L = Σ_i y_i(t1)
+
+    with respect to y0 and the flattened parameters θ (DESIGN §5, §6): one forward solve, then one
+    reverse sweep per quantity through the same autograd VJP.  Returns ``(info, ys, R_E, R_S, grads)``
+    with ``grads`` keyed as the trace's ``gradients`` (``dR_E_dy0``, ``dR_E_dparams``, …; ``*_dparams``
+    None without parameters, ``dR_S_*`` None without a stiffness pair; ``{}`` when not ``gradients``).
+    """
+    import autograd.numpy as anp
+    from autograd import make_vjp
+    from autograd.tracer import getval
+
+    from .adjoint import flatten_params, odeint_regularized
+
+    ts = np.array([float(t_span[0]), float(t_span[1])])
+    theta, spec = flatten_params(params)
+    theta = np.asarray(theta, dtype=float)
+    has_params = theta.size > 0
+    forward = {}
+
+    def quantities(args):
+        y0_, theta_ = args
+        ys, R_E, R_S, info = odeint_regularized(
+            fun, y0_, ts, spec.unflatten(theta_) if has_params else None, adjoint="discrete", **solver
+        )
+        forward.update(info=info, ys=np.asarray(getval(ys)), R_E=float(getval(R_E)),
+                       R_S=None if R_S is None else float(getval(R_S)))  # fmt: skip
+        return anp.stack([R_E, anp.sum(ys[-1])] + ([] if R_S is None else [R_S]))
+
+    y0 = np.asarray(y0, dtype=float)
+    if not gradients:
+        quantities((y0, theta))
+        return forward["info"], forward["ys"], forward["R_E"], forward["R_S"], {}
+    vjp, values = make_vjp(quantities)((y0, theta))
+    grads = {}
+    for i, name in enumerate(["dR_E", "dL", "dR_S"]):
+        if i < len(values):
+            g_y0, g_theta = vjp(np.eye(len(values))[i])
+            grads[name + "_dy0"] = np.asarray(g_y0)
+            grads[name + "_dparams"] = np.asarray(g_theta) if has_params else None
+        else:
+            grads[name + "_dy0"] = grads[name + "_dparams"] = None
+    return forward["info"], forward["ys"], forward["R_E"], forward["R_S"], grads
+
+
 def make_trace(
     fun=None,
     y0=None,
@@ -149,10 +198,8 @@ def make_trace(
     tableau/convention/tolerances; with ``gradients`` the discrete adjoint gives ∂R_E, ∂R_S and
     ∂L (L = Σ y(t1)) with respect to y0 and the flattened parameters.
     """
-    from autograd import grad
-
     from . import __version__
-    from .adjoint import flatten_params, odeint_regularized
+    from .adjoint import flatten_params
 
     if problem is not None:
         if problem == "spiral":
@@ -178,27 +225,13 @@ def make_trace(
         desc.update(source)
     y0 = np.asarray(y0, dtype=float)
     t0, t1 = float(t_span[0]), float(t_span[1])
-    ts = np.array([t0, t1])
     theta, spec = flatten_params(params)
     theta = np.asarray(theta, dtype=float)
     has_params = theta.size > 0
-
-    def run(y0_, theta_):
-        p_ = spec.unflatten(theta_) if has_params else None
-        return odeint_regularized(
-            fun,
-            y0_,
-            ts,
-            p_,
-            method=method,
-            convention=convention,
-            rtol=rtol,
-            atol=atol,
-            stiffness=stiffness,
-            adjoint="discrete",
-        )
-
-    ys, R_E, R_S, info = run(y0, theta)
+    info, ys, R_E, R_S, g = discrete_adjoint_gradients(
+        fun, y0, (t0, t1), params, method=method, convention=convention, rtol=rtol, atol=atol,
+        stiffness=stiffness, gradients=gradients,
+    )  # fmt: skip
     steps = []
     for s in info.steps:
         steps.append(
@@ -218,17 +251,11 @@ def make_trace(
         )
     grads = None
     if gradients:
-        g = {}
-        for key, fn in (("dR_E", lambda a, b: run(a, b)[1]), ("dL", lambda a, b: run(a, b)[0][-1].sum())):
-            g[key + "_dy0"] = _array(grad(fn, 0)(y0, theta))
-            g[key + "_dparams"] = _array(grad(fn, 1)(y0, theta)) if has_params else None
-        if R_S is not None:
-            fn = lambda a, b: run(a, b)[2]  # noqa: E731
-            g["dR_S_dy0"] = _array(grad(fn, 0)(y0, theta))
-            g["dR_S_dparams"] = _array(grad(fn, 1)(y0, theta)) if has_params else None
-        else:
-            g["dR_S_dy0"] = g["dR_S_dparams"] = None
-        grads = {"adjoint": "discrete", "loss_L": "sum(y(t1))", **{k: g[k] for k in GRADIENT_FIELDS}}
+        grads = {
+            "adjoint": "discrete",
+            "loss_L": "sum(y(t1))",
+            **{k: _array_or_none(g[k]) for k in GRADIENT_FIELDS},
+        }
     return {
         "format": TRACE_FORMAT,
         "schema_version": SCHEMA_VERSION,

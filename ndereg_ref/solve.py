@@ -325,6 +325,7 @@ def integrate(
                 records,
                 reshape,
                 n_control,
+                before_first_accept=not accepted_index,
             )
             nfev += nf
         accepted_index.append(len(records) - 1)
@@ -425,6 +426,7 @@ def _attempt_until_accepted(
     records,
     reshape,
     n_control=None,
+    before_first_accept=False,
 ):
     """Attempt steps from (t, y) until one is accepted (scipy's ``_step_impl`` logic, generalised).
 
@@ -471,7 +473,7 @@ def _attempt_until_accepted(
         if accepted:
             return res, t_new, h, h_abs_next, state, n_attempts, nfev
         rejected_before = True
-        nfev += convention.rejection_fevals(tableau, before_first_accept=not any(r.accepted for r in records))
+        nfev += convention.rejection_fevals(tableau, before_first_accept)
         h_abs = h_abs_next
 
 

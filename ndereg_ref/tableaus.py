@@ -210,8 +210,7 @@ HEUN_EULER = _make(
 )
 
 # --- Bogacki–Shampine 3(2) -------------------------------------------------------------------------
-BS3 = _make(
-    "bs3",
+_BS3_PAIR = dict(
     c=[0, F(1, 2), F(3, 4), 1],
     A_rows=[[], [F(1, 2)], [0, F(3, 4)], [F(2, 9), F(1, 3), F(4, 9)]],
     b=[F(2, 9), F(1, 3), F(4, 9), 0],
@@ -221,8 +220,8 @@ BS3 = _make(
     fsal=True,
     stability_size=2.5127,
     stiffness_pair=None,
-    reference="Bogacki & Shampine, Appl. Math. Lett. 2 (1989) 321–325.",
 )
+BS3 = _make("bs3", **_BS3_PAIR, reference="Bogacki & Shampine, Appl. Math. Lett. 2 (1989) 321–325.")
 
 
 def _quartic_fit_P(b: list, mid: list) -> tuple[list, list, list, int]:
@@ -258,16 +257,8 @@ def _quartic_fit_P(b: list, mid: list) -> tuple[list, list, list, int]:
 # convention="torchdiffeq" so that outputs between steps, e.g. y(t1) past the last step, match).
 BS3_TORCHDIFFEQ = _make(
     "bs3_torchdiffeq",
-    c=[0, F(1, 2), F(3, 4), 1],
-    A_rows=[[], [F(1, 2)], [0, F(3, 4)], [F(2, 9), F(1, 3), F(4, 9)]],
-    b=[F(2, 9), F(1, 3), F(4, 9), 0],
-    b_hat=[F(7, 24), F(1, 4), F(1, 3), F(1, 8)],
-    order=3,
-    embedded_order=2,
-    fsal=True,
-    stability_size=2.5127,
-    stiffness_pair=None,
-    dense=_quartic_fit_P([F(2, 9), F(1, 3), F(4, 9), F(0)], [F(0), F(1, 2), F(0), F(0)]),
+    **_BS3_PAIR,
+    dense=_quartic_fit_P(_BS3_PAIR["b"], [F(0), F(1, 2), F(0), F(0)]),
     reference="Bogacki & Shampine (1989) with torchdiffeq's quartic-fit interpolant (crude midpoint).",
 )
 
