@@ -31,9 +31,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction as F
 
+import autograd.numpy as anp
 import numpy as np
+from autograd.tracer import Box
 
-__all__ = ["Tableau", "TABLEAUS", "get_tableau"]
+__all__ = ["Tableau", "TABLEAUS", "get_tableau", "LIBRARIES", "library_tableau"]
 
 
 def _frozen(x) -> np.ndarray:
@@ -64,6 +66,10 @@ class Tableau:
     dense_c_extra, dense_A_extra : nodes (n_extra,) and rows (n_extra, s + n_extra) of extra stages.
     dense_order : order of the continuous extension.
     e3 : DOP853 only, the (s,) weights of its third-order error estimate (``e`` holds the fifth-order one).
+    dense_D : DOP853 only, the (4, s + n_extra) matrix D of Hairer's nested dense output (:meth:`dense_eval`);
+        ``None`` for the tableaus whose dense output is evaluated as y_n + h Σ w_i(θ) K_i.
+    literals : ``None`` for this package's coefficients (module docstring); a library name for the variant
+        that carries that library's float64 values (:func:`library_tableau`; ``name`` is unchanged).
     reference : bibliographic source of the coefficients.
     """
 
@@ -85,6 +91,8 @@ class Tableau:
     dense_order: int
     reference: str
     e3: np.ndarray | None = None
+    dense_D: np.ndarray | None = None
+    literals: str | None = None
     extra: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -102,10 +110,51 @@ class Tableau:
         powers = theta ** np.arange(1, self.dense_P.shape[1] + 1)
         return self.dense_P @ powers
 
+    def dense_eval(self, y, h, K_ext, theta, y_new=None):
+        """Dense output y(t_n + θh) of one step from its state y (n,), step h and extended stages K_ext.
+
+        Most tableaus: y_n + h Σ_i w_i(θ) K_i with the weights of :meth:`dense_weights`.
+
+        DOP853 (``dense_D`` set) in Hairer's nested form (dop853.f, ``CONTD8``; scipy's
+        ``Dop853DenseOutput._call_impl`` and ``DOP853._dense_output_impl`` in scipy/integrate/_ivp/rk.py):
+
+            F0 = Δ = y_{n+1} − y_n,   F1 = h k_1 − Δ,   F2 = 2Δ − h (k_{s} + k_1),   F3..F6 = h D K_ext
+            y(θ) = y_n + θ(F0 + (1−θ)(F1 + θ(F2 + (1−θ)(F3 + θ(F4 + (1−θ)(F5 + θ F6))))))
+
+        with k_s the FSAL stage f(t_{n+1}, y_{n+1}).  It is the same polynomial as the weight form, but Δ is
+        the difference of the two states, so y(1) = y_n + (y_{n+1} − y_n) reproduces y_{n+1} to rounding of
+        one addition and y(0) = y_n exactly, and the operations are scipy's, so that ``convention="scipy"``
+        matches ``solve_ivp(..., dense_output=True).sol`` to the last bits.  ``y_new``: y_{n+1} as the step
+        computed it; if omitted it is recomputed from K_ext with :func:`~ndereg_ref.step.rk_step`'s
+        operations (FSAL: y_n + h·(K[:s−1]ᵀ b[:s−1])).  Traceable by autograd in y, y_new and K_ext.
+        """
+        xp = anp if any(isinstance(v, Box) for v in (y, K_ext, y_new, theta)) else np
+        n_ext = self.dense_P.shape[0]
+        if np.ndim(K_ext) != 2 or np.shape(K_ext)[0] != n_ext:
+            raise ValueError(
+                f"{self.name}: dense output needs the {n_ext} extended stages as an ({n_ext}, n) array, "
+                f"got shape {np.shape(K_ext)}"
+            )
+        if self.dense_D is None:
+            return y + h * anp.dot(K_ext.T, self.dense_weights(theta))
+        s = self.n_stages
+        if y_new is None:
+            y_new = y + h * xp.dot(K_ext[: s - 1].T, self.b[:-1])
+        delta = y_new - y
+        F = [delta, h * K_ext[0] - delta, 2 * delta - h * (K_ext[s - 1] + K_ext[0])]
+        FD = h * xp.dot(self.dense_D, K_ext)
+        F.extend(FD[r] for r in range(FD.shape[0]))
+        # Innermost bracket first; factors θ and 1 − θ alternate, the outermost being θ (scipy's loop).
+        acc = 0.0
+        for i, Fk in enumerate(reversed(F)):
+            acc = (acc + Fk) * (theta if i % 2 == 0 else 1 - theta)
+        return acc + y
+
     def __repr__(self) -> str:
+        lit = "" if self.literals is None else f", literals={self.literals!r}"
         return (
             f"Tableau({self.name!r}, stages={self.n_stages}, order={self.order}, "
-            f"embedded_order={self.embedded_order}, fsal={self.fsal})"
+            f"embedded_order={self.embedded_order}, fsal={self.fsal}{lit})"
         )
 
 
@@ -150,6 +199,7 @@ def _make(
     error_estimator_order=None,
     e=None,
     e3=None,
+    dense_D=None,
 ) -> Tableau:
     """Build a Tableau from exact rational data; ``A_rows[i]`` lists a_ij for j < i."""
     s = len(c)
@@ -191,6 +241,7 @@ def _make(
         dense_order=dense_order,
         reference=reference,
         e3=None if e3 is None else _frozen([float(x) for x in e3]),
+        dense_D=None if dense_D is None else _frozen(dense_D),
     )
 
 
@@ -405,6 +456,7 @@ def _tsit5_dense():
             out = P.polymul(out, fac)
         return list(out) + [0.0] * (5 - len(out))
 
+    # fmt: off
     rows = [
         poly(-1.0530884977290216, theta, [-1.3299890189751412, 1.0], [0.7139816917074209, -1.4364028541716351, 1.0]),
         poly(0.1017, theta, theta, [1.2949852507374631, -2.1966568338249754, 1.0]),
@@ -414,10 +466,12 @@ def _tsit5_dense():
         poly(-34.87065786149660974, [-1.2, 1.0], [-2.0 / 3.0, 1.0], theta, theta),
         poly(2.5, [-1.0, 1.0], [-0.6, 1.0], theta, theta),
     ]
+    # fmt: on
     # Drop the constant term (every w_i(0) = 0): columns are θ¹ … θ⁴.
     return [[F(x) for x in row[1:5]] for row in rows], [], [], 4
 
 
+# fmt: off
 TSIT5 = _make(
     "tsit5",
     c=[0, F(161, 1000), F(327, 1000), F(9, 10),
@@ -451,9 +505,11 @@ TSIT5 = _make(
     dense=_tsit5_dense(),
     reference="Tsitouras, Comput. Math. Appl. 62 (2011) 770–775 (coefficients as in OrdinaryDiffEq/diffrax).",
 )
+# fmt: on
 
 # --- Dormand–Prince 8(5,3), DOP853 ------------------------------------------------------------------
 # Coefficients of Hairer & Wanner's dop853.f (HNW I §II.10 and its Fortran code), as 17-digit literals.
+# fmt: off
 _DOP853_C = [0.0, 0.05260015195876773, 0.0789002279381516, 0.1183503419072274, 0.2816496580927726, 0.3333333333333333, 0.25, 0.3076923076923077, 0.6512820512820513, 0.6, 0.8571428571428571, 1.0, 1.0, 0.1, 0.2, 0.7777777777777778]
 _DOP853_A = [
     [],
@@ -482,6 +538,7 @@ _DOP853_D = [
     [19.985053242002433, 0.0, 0.0, 0.0, 0.0, -387.0373087493518, -189.17813819516758, 527.8081592054236, -11.57390253995963, 6.8812326946963, -1.0006050966910838, 0.7777137798053443, -2.778205752353508, -60.19669523126412, 84.32040550667716, 11.99229113618279],
     [-25.69393346270375, 0.0, 0.0, 0.0, 0.0, -154.18974869023643, -231.5293791760455, 357.6391179106141, 93.40532418362432, -37.45832313645163, 104.0996495089623, 29.8402934266605, -43.53345659001114, 96.32455395918828, -39.17726167561544, -149.72683625798564],
 ]
+# fmt: on
 
 
 def _dop853_dense():
@@ -527,6 +584,7 @@ DOP853 = _make(
     dense=_dop853_dense(),
     e=[F(x) for x in _DOP853_E5],
     e3=[F(x) for x in _DOP853_E3],
+    dense_D=_DOP853_D,
     reference="Hairer, Nørsett & Wanner I §II.10 and Hairer's dop853.f (8th order, 5th/3rd-order estimates).",
 )
 
@@ -534,6 +592,123 @@ DOP853 = _make(
 TABLEAUS: dict[str, Tableau] = {
     t.name: t for t in (HEUN_EULER, BS3, BS3_TORCHDIFFEQ, RKF45, CASH_KARP, DP5, DP5_SHAMPINE, TSIT5, DOP853)
 }
+
+
+# --- Library float64 literals ----------------------------------------------------------------------
+#: Libraries whose float64 coefficient values :func:`library_tableau` knows (DESIGN §3's conventions).
+LIBRARIES = ("scipy", "torchdiffeq", "diffrax", "ordinarydiffeq")
+
+
+def _float_difference_e(tab: Tableau) -> np.ndarray:
+    """e = fl(b) − fl(b̂) in float64: diffrax's ``b_error`` and torchdiffeq's ``c_error`` literals are
+    written as differences of two Python floats (``35 / 384 - 1951 / 21600``, diffrax/_solver/dopri5.py,
+    tsit5.py, bosh3.py; torchdiffeq/_impl/dopri5.py, bosh3.py), i.e. b and b̂ rounded *before* the
+    subtraction.  The cancellation leaves up to 48 ulp between this and the correctly rounded e."""
+    return tab.b - tab.b_hat
+
+
+def _tsit5_dense_exact() -> np.ndarray:
+    """Tsit5's monomial weights expanded in exact arithmetic from the factored form (the same decimal
+    factors as :func:`_tsit5_dense`) and rounded once: the float64 values OrdinaryDiffEq writes in
+    ``Tsit5Interp`` (OrdinaryDiffEqTsit5/src/tsit_tableaus.jl, r11 … r74).  :func:`_tsit5_dense` expands
+    in float64, which leaves four entries 1–2 ulp away (e.g. r11 = 1.0 there, 1 − 2⁻⁵² here)."""
+
+    def mul(*factors):
+        out = [F(1)]
+        for fac in factors:
+            fac = [F(x) for x in fac]
+            res = [F(0)] * (len(out) + len(fac) - 1)
+            for i, a in enumerate(out):
+                for j, b in enumerate(fac):
+                    res[i + j] += a * b
+            out = res
+        return out + [F(0)] * (5 - len(out))
+
+    t, one = [0, 1], 1
+    rows = [
+        mul([F("-1.0530884977290216")], t, [F("-1.3299890189751412"), one],
+            [F("0.7139816917074209"), F("-1.4364028541716351"), one]),
+        mul([F("0.1017")], t, t, [F("1.2949852507374631"), F("-2.1966568338249754"), one]),
+        mul([F("2.490627285651252793")], t, t, [F("1.57803468208092486"), F("-2.38535645472061657"), one]),
+        mul([F("-16.54810288924490272")], [F("-1.21712927295533244"), one], [F("-0.61620406037800089"), one],
+            t, t),
+        mul([F("47.37952196281928122")], [F("-1.203071208372362603"), one], [F("-0.658047292653547382"), one],
+            t, t),
+        mul([F("-34.87065786149660974")], [F("-1.2"), one], [F(-2, 3), one], t, t),
+        mul([F("2.5")], [-1, one], [F("-0.6"), one], t, t),
+    ]  # fmt: skip
+    return np.array([[float(x) for x in row[1:5]] for row in rows])
+
+
+def _with_literals(tab: Tableau, library: str, **values) -> Tableau:
+    import dataclasses
+
+    return dataclasses.replace(tab, literals=library, **{k: _frozen(v) for k, v in values.items()})
+
+
+def _library_variants() -> dict:
+    """(library, tableau name) → Tableau with that library's float64 values where they differ from ours
+    (measured element by element against each library's sources; see :func:`library_tableau`)."""
+    e_ode_tsit5 = TSIT5.e.copy()
+    # OrdinaryDiffEq's Float64 btilde1 = −0.00178001105222577714 (Tsit5ConstantCacheActual, CompiledFloats
+    # branch; btilde = b̂ − b): a mistyped digit, 26 ulp from −0.0017800110522257714434 (its BigFloat value).
+    e_ode_tsit5[0] = -float("-0.00178001105222577714")
+    # OrdinaryDiffEq's DP8 btilde (= scipy's E3, dop853_coefficients.py) is the correctly rounded
+    # b − bhh; scipy forms E3 = B − bhh in float64.  Two entries differ by 1 ulp.
+    e3_ode = DOP853.e3.copy()
+    e3_ode[8] = float("-0.42268232132379197")
+    e3_ode[11] = float("0.022651792198360825")
+    return {
+        ("diffrax", "tsit5"): _with_literals(TSIT5, "diffrax", e=_float_difference_e(TSIT5)),
+        ("diffrax", "dp5_shampine"): _with_literals(
+            DP5_SHAMPINE, "diffrax", e=_float_difference_e(DP5_SHAMPINE)
+        ),
+        ("diffrax", "bs3"): _with_literals(BS3, "diffrax", e=_float_difference_e(BS3)),
+        ("torchdiffeq", "dp5_shampine"): _with_literals(
+            DP5_SHAMPINE, "torchdiffeq", e=_float_difference_e(DP5_SHAMPINE)
+        ),
+        ("torchdiffeq", "bs3"): _with_literals(BS3, "torchdiffeq", e=_float_difference_e(BS3)),
+        ("torchdiffeq", "bs3_torchdiffeq"): _with_literals(
+            BS3_TORCHDIFFEQ, "torchdiffeq", e=_float_difference_e(BS3_TORCHDIFFEQ)
+        ),
+        ("ordinarydiffeq", "tsit5"): _with_literals(
+            TSIT5, "ordinarydiffeq", e=e_ode_tsit5, dense_P=_tsit5_dense_exact()
+        ),
+        ("ordinarydiffeq", "dop853"): _with_literals(DOP853, "ordinarydiffeq", e3=e3_ode),
+    }
+
+
+_LIBRARY_VARIANTS = _library_variants()
+
+
+def library_tableau(method, library: str) -> Tableau:
+    """The tableau ``method`` (a registry name or a registered Tableau) with ``library``'s float64
+    coefficient values.
+
+    Compared element by element (c, A, b, e, e3, dense weights) with scipy 1.17
+    (scipy/integrate/_ivp/rk.py, dop853_coefficients.py), torchdiffeq 0.2.5 (torchdiffeq/_impl/dopri5.py,
+    bosh3.py), diffrax 0.7.2 (diffrax/_solver/tsit5.py, dopri5.py, bosh3.py) and OrdinaryDiffEq
+    (OrdinaryDiffEqTsit5/src/tsit_tableaus.jl, OrdinaryDiffEqLowOrderRK/src/low_order_rk_tableaus.jl,
+    OrdinaryDiffEqHighOrderRK/src/high_order_rk_tableaus.jl, Float64 branches), the differences are:
+
+    * diffrax Tsit5/Dopri5/Bosh3 and torchdiffeq dopri5/bosh3: e = fl(b) − fl(b̂), b and b̂ each rounded to
+      float64 and then subtracted (Tsit5: 4 entries differ, by up to 27 ulp; DP5 Shampine: 5 entries, up
+      to 48 ulp; BS3: 2 entries, 1–2 ulp);
+    * OrdinaryDiffEq Tsit5: e_1 (26 ulp) and the dense-output weights (4 entries, 1–2 ulp);
+    * OrdinaryDiffEq DP8 (DOP853): e3 entries 9 and 12, 1-based (1 ulp each; scipy rounds twice);
+    * scipy (RK23, RK45, DOP853) and OrdinaryDiffEq DP5/BS3: none.
+
+    c, A and b agree everywhere.  Where there is no difference (or the library has no such method, or
+    ``method`` is a user-built Tableau) the tableau itself is returned.  A variant keeps ``name`` (so
+    everything keyed on names — conventions, controllers, traces — is unchanged) and sets ``literals`` to
+    the library; ``b_hat`` stays ours (no library uses it: they all store e).
+    """
+    if library not in LIBRARIES:
+        raise ValueError(f"unknown library {library!r}; expected one of {list(LIBRARIES)}")
+    tab = get_tableau(method)
+    if TABLEAUS.get(tab.name) is not tab:
+        return tab  # a user-built or already library-specific tableau is used as is
+    return _LIBRARY_VARIANTS.get((library, tab.name), tab)
 
 
 def get_tableau(method) -> Tableau:
