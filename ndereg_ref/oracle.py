@@ -14,7 +14,8 @@ versioned (``schema_version``) and documented in ``docs/trace-schema.md`` with a
 ``ndereg_ref/trace_schema.json``.
 
     make_trace(...)   → dict            save_trace(trace, path)
-    load_trace(path)  → Trace           (validates; TraceFormatError names the offending field)
+    load_trace(path)  → Trace           (validates format and solver invariants; TraceFormatError
+                                          names the offending field, e.g. ``steps[3].t_new``)
     diff_traces(a, b) → TraceDiff       (first step and quantity where two traces diverge)
 
 Command line: ``ndereg-ref trace`` (:func:`trace_main`) and ``ndereg-ref crosscheck``
@@ -27,11 +28,16 @@ import argparse
 import importlib
 import importlib.util
 import json
+import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .atomic_io import atomic_write_text
+from .conventions import CONVENTIONS, get_convention
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -55,6 +61,8 @@ SCHEMA_VERSION = 1
 STEP_FIELDS = ("t", "h", "t_new", "accepted", "E", "S", "nfev", "y", "y_new", "y_err", "stages")
 STEP_FLOATS = ("t", "h", "t_new", "E")
 STEP_ARRAYS = ("y", "y_new", "y_err", "stages")
+SUMMARY_COUNTS = ("n_steps", "n_accepted", "n_rejected", "nfev")
+SUMMARY_FIELDS = SUMMARY_COUNTS + ("t_final", "y_final", "R_E", "R_S")
 GRADIENT_FIELDS = ("dR_E_dy0", "dR_E_dparams", "dR_S_dy0", "dR_S_dparams", "dL_dy0", "dL_dparams")
 
 
@@ -290,7 +298,13 @@ def make_trace(
 
 
 def save_trace(trace: dict, path) -> None:
-    """Write a trace (from :func:`make_trace`) as JSON, one step per line for readable diffs."""
+    """Write a trace (from :func:`make_trace`) as JSON, one step per line for readable diffs.
+
+    The trace is validated first (the checks of :func:`load_trace`; a :class:`TraceFormatError` names the
+    field), so a file that this function writes always loads.  The write is atomic
+    (:func:`ndereg_ref.atomic_io.atomic_write_text`): an interrupted run leaves the old file or the new one.
+    """
+    _Reader("trace to save").read(trace)
     head = {k: v for k, v in trace.items() if k != "steps"}
     lines = ["{"]
     for k, v in head.items():
@@ -301,8 +315,7 @@ def save_trace(trace: dict, path) -> None:
         lines.append("    " + json.dumps(s, ensure_ascii=False) + ("," if i < n - 1 else ""))
     lines.append("  ]")
     lines.append("}")
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 # ------------------------------------------------------------------------------------------ load_trace
@@ -344,8 +357,47 @@ class Trace:
         return np.array([s.t_new for s in self.steps if s.accepted])
 
 
+# Limits that no trace of a real solve comes near, so that a corrupted file fails with a named field instead
+# of exhausting memory: the largest golden trace is < 1 MiB; NumPy 1.x arrays have at most 32 dimensions.
+MAX_TRACE_BYTES = 1 << 30
+MAX_NDIM = 32
+# float.hex writes at most 24 characters ("-0x1.fffffffffffffp+1023"); C's "%a" no more.  64 leaves room for
+# zero padding while keeping a corrupted 10-MB "number" out of float.fromhex.
+MAX_HEXFLOAT_LEN = 64
+# The schema's ``hexfloat`` pattern (trace_schema.json), matched whole: a sign, then "0x", at least one
+# hex digit and an optional binary exponent, or float.hex's "inf"/"nan".  float.fromhex alone also takes
+# "0.001" (read as hex: 2.44e-4), "1p3", "Infinity" and surrounding blanks; no trace writer produces those.
+HEXFLOAT_RE = re.compile(
+    r"[-+]?(0[xX]([0-9a-fA-F]+(\.[0-9a-fA-F]*)?|\.[0-9a-fA-F]+)([pP][-+]?[0-9]+)?|inf|nan)"
+)
+# Where inf/nan may appear: a rejected step whose stages overflowed or went NaN (scipy and the other
+# conventions reject such a trial step and shrink h, ``Convention.nonfinite_error_norm``).  Nothing of an
+# accepted step, of the settings, the summary or the gradients can be non-finite.
+NONFINITE_OK = "only the E, S, y_new, y_err and stages of a rejected step may be inf or nan"
+# The deepest legitimate nesting: top object > steps > step > array object > data list.
+MAX_JSON_DEPTH = 5
+PROBLEM_SOURCES = ("builtin", "spiral", "user")
+ARRAY_KEYS = ("shape", "data")
+
+
+def _describe(v) -> str:
+    """A short, one-line description of a JSON value for an error message (never a 10-MB repr)."""
+    if isinstance(v, str):
+        return repr(v) if len(v) <= 40 else repr(v[:40]) + f"… ({len(v)} characters)"
+    if isinstance(v, list):
+        return f"a list of {len(v)} items"
+    if isinstance(v, dict):
+        return f"an object with {len(v)} keys"
+    return repr(v)
+
+
 class _Reader:
-    """Decode and validate a parsed trace, tracking the JSON path for error messages."""
+    """Decode and validate a parsed trace, tracking the JSON path for error messages.
+
+    Three layers, each failing with the JSON path of the first offending value: the schema
+    (``trace_schema.json``: presence, types, enums, the hex-float pattern); the sizes (shape against data,
+    computed with Python integers); the solver's invariants (:meth:`check_steps`, :meth:`check_summary`).
+    """
 
     def __init__(self, source):
         self.source = source
@@ -353,143 +405,385 @@ class _Reader:
     def fail(self, path, msg):
         raise TraceFormatError(path, msg, self.source)
 
+    # ---------------------------------------------------------------------------------- schema types
+
     def obj(self, d, path, required):
         if not isinstance(d, dict):
-            self.fail(path, f"expected an object, got {type(d).__name__}")
+            self.fail(path or "(top level)", f"expected an object, got {_describe(d)}")
         for k in required:
             if k not in d:
                 self.fail(f"{path}.{k}" if path else k, "missing")
         return d
 
-    def hexfloat(self, v, path, nullable=False):
+    def hexfloat(self, v, path, nullable=False, finite=True):
+        """A float written as ``float.hex`` writes it (the schema's ``hexfloat``); finite unless
+        ``finite=False`` (the fields of :data:`NONFINITE_OK`)."""
         if v is None and nullable:
             return None
         if not isinstance(v, str):
-            self.fail(path, f"expected a hexadecimal float string (float.hex), got {v!r}")
+            self.fail(path, f"expected a hexadecimal float string (float.hex), got {_describe(v)}")
+        if len(v) > MAX_HEXFLOAT_LEN or not HEXFLOAT_RE.fullmatch(v):
+            self.fail(
+                path, f"not a hexadecimal float like '0x1.8000000000000p+1' (float.hex): {_describe(v)}"
+            )
         try:
-            return float.fromhex(v)
+            x = float.fromhex(v)
         except (ValueError, OverflowError):
-            self.fail(path, f"not a hexadecimal float: {v!r}")
+            self.fail(path, f"not a hexadecimal float: {v!r} overflows a double")
+        if finite and not math.isfinite(x):
+            self.fail(path, f"is {v!r}: {NONFINITE_OK}")
+        return x
+
+    def nonneg_float(self, v, path, nullable=False, finite=True):
+        x = self.hexfloat(v, path, nullable, finite)
+        if x is not None and x < 0:
+            self.fail(path, f"is {x!r}; must be non-negative")
+        return x
 
     def integer(self, v, path):
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            self.fail(path, f"expected a non-negative integer, got {v!r}")
+            self.fail(path, f"expected a non-negative integer, got {_describe(v)}")
         return v
 
     def boolean(self, v, path):
         if not isinstance(v, bool):
-            self.fail(path, f"expected true or false, got {v!r}")
+            self.fail(path, f"expected true or false, got {_describe(v)}")
         return v
 
-    def array(self, v, path, nullable=False, shape=None, trailing=None):
-        if v is None and nullable:
-            return None
-        self.obj(v, path, ("shape", "data"))
-        sh, data = v["shape"], v["data"]
+    def string(self, v, path, choices=None):
+        if not isinstance(v, str):
+            self.fail(path, f"expected a string, got {_describe(v)}")
+        try:
+            v.encode("utf-8")  # JSON's "\ud800" escape gives a lone surrogate, which no file can hold
+        except UnicodeEncodeError:
+            self.fail(path, f"is not valid Unicode (lone surrogate): {_describe(v)}")
+        if choices is not None and v not in choices:
+            self.fail(path, f"is {_describe(v)}; expected one of {', '.join(map(repr, choices))}")
+        return v
+
+    def shape(self, sh, path):
         if not isinstance(sh, list) or not all(
             isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in sh
         ):
-            self.fail(f"{path}.shape", f"expected a list of non-negative integers, got {sh!r}")
+            self.fail(path, f"expected a list of non-negative integers, got {_describe(sh)}")
+        if len(sh) > MAX_NDIM:
+            self.fail(path, f"has {len(sh)} dimensions; at most {MAX_NDIM} are supported")
+        return sh
+
+    def array(self, v, path, nullable=False, shape=None, trailing=None, finite=True):
+        if v is None and nullable:
+            return None
+        self.obj(v, path, ARRAY_KEYS)
+        extra = sorted(set(v) - set(ARRAY_KEYS))
+        if extra:
+            self.fail(f"{path}.{extra[0]}", "unexpected key in an array object (only 'shape' and 'data')")
+        sh, data = self.shape(v["shape"], f"{path}.shape"), v["data"]
         if not isinstance(data, list):
-            self.fail(
-                f"{path}.data", f"expected a list of hexadecimal float strings, got {type(data).__name__}"
-            )
+            self.fail(f"{path}.data", f"expected a list of hexadecimal float strings, got {_describe(data)}")
         if shape is not None and tuple(sh) != tuple(shape):
             self.fail(f"{path}.shape", f"is {sh}, expected {list(shape)}")
         if trailing is not None and (len(sh) != len(trailing) + 1 or tuple(sh[1:]) != tuple(trailing)):
             self.fail(f"{path}.shape", f"is {sh}, expected [s, {', '.join(map(str, trailing))}]")
-        size = int(np.prod(sh)) if sh else 1
+        size = math.prod(sh)  # Python integers: np.prod wraps at 2**63 and would let [2**32, 2**32] pass
         if len(data) != size:
             self.fail(f"{path}.data", f"has {len(data)} values but shape {sh} needs {size}")
-        vals = [self.hexfloat(x, f"{path}.data[{i}]") for i, x in enumerate(data)]
+        vals = [self.hexfloat(x, f"{path}.data[{i}]", finite=finite) for i, x in enumerate(data)]
         return np.array(vals, dtype=float).reshape(sh)
+
+    # ------------------------------------------------------------------------------------ the sections
 
     def read(self, d) -> Trace:
         self.obj(d, "", ("format", "schema_version", "problem", "solver", "steps", "summary", "gradients"))
         if d["format"] != TRACE_FORMAT:
-            self.fail("format", f"expected {TRACE_FORMAT!r}, got {d['format']!r}")
+            self.fail("format", f"expected {TRACE_FORMAT!r}, got {_describe(d['format'])}")
         version = d["schema_version"]
-        if version != SCHEMA_VERSION:
+        if not isinstance(version, int) or isinstance(version, bool) or version != SCHEMA_VERSION:
             self.fail(
-                "schema_version", f"this reader knows version {SCHEMA_VERSION}, the file has {version!r}"
+                "schema_version",
+                f"this reader knows version {SCHEMA_VERSION}, the file has {_describe(version)}",
             )
-        prob = self.obj(d["problem"], "problem", ("name", "t_span", "y0", "params"))
-        problem = dict(prob)
-        ts = prob["t_span"]
-        if not isinstance(ts, list) or len(ts) != 2:
-            self.fail("problem.t_span", f"expected [t0, t1], got {ts!r}")
-        problem["t_span"] = tuple(self.hexfloat(x, f"problem.t_span[{i}]") for i, x in enumerate(ts))
-        problem["y0"] = self.array(prob["y0"], "problem.y0")
-        problem["params"] = self.array(prob["params"], "problem.params", nullable=True)
-        solv = self.obj(d["solver"], "solver", ("method", "convention", "rtol", "atol", "stiffness"))
-        solver = dict(solv)
-        solver["rtol"] = self.hexfloat(solv["rtol"], "solver.rtol")
-        solver["atol"] = (
-            self.array(solv["atol"], "solver.atol")
-            if isinstance(solv["atol"], dict)
-            else self.hexfloat(solv["atol"], "solver.atol")
-        )
-        state_shape = problem["y0"].shape
+        if "generator" in d:
+            self.string(d["generator"], "generator")
+        problem = self.read_problem(d["problem"])
+        solver = self.read_solver(d["solver"], problem["y0"].shape)
         if not isinstance(d["steps"], list):
-            self.fail("steps", f"expected a list of steps, got {type(d['steps']).__name__}")
-        steps = []
-        for i, s in enumerate(d["steps"]):
-            p = f"steps[{i}]"
-            self.obj(s, p, STEP_FIELDS)
-            y = self.array(s["y"], f"{p}.y", shape=state_shape)
-            stages = self.array(s["stages"], f"{p}.stages", trailing=state_shape)
-            steps.append(
-                TraceStep(
-                    t=self.hexfloat(s["t"], f"{p}.t"),
-                    h=self.hexfloat(s["h"], f"{p}.h"),
-                    t_new=self.hexfloat(s["t_new"], f"{p}.t_new"),
-                    accepted=self.boolean(s["accepted"], f"{p}.accepted"),
-                    E=self.hexfloat(s["E"], f"{p}.E"),
-                    S=self.hexfloat(s["S"], f"{p}.S", nullable=True),
-                    nfev=self.integer(s["nfev"], f"{p}.nfev"),
-                    y=y,
-                    y_new=self.array(s["y_new"], f"{p}.y_new", shape=state_shape),
-                    y_err=self.array(s["y_err"], f"{p}.y_err", shape=state_shape),
-                    stages=stages,
-                )
-            )
-        summ = self.obj(
-            d["summary"],
-            "summary",
-            ("n_steps", "n_accepted", "n_rejected", "nfev", "t_final", "y_final", "R_E", "R_S"),
-        )
-        summary = {
-            k: self.integer(summ[k], f"summary.{k}") for k in ("n_steps", "n_accepted", "n_rejected", "nfev")
-        }
-        summary["t_final"] = self.hexfloat(summ["t_final"], "summary.t_final")
-        summary["y_final"] = self.array(summ["y_final"], "summary.y_final", shape=state_shape)
-        summary["R_E"] = self.hexfloat(summ["R_E"], "summary.R_E")
-        summary["R_S"] = self.hexfloat(summ["R_S"], "summary.R_S", nullable=True)
-        # Internal consistency: a file cut or edited by hand is caught here, not deep inside a diff.
-        if summary["n_steps"] != len(steps):
-            self.fail("summary.n_steps", f"says {summary['n_steps']} but the file holds {len(steps)} steps")
-        n_acc = sum(s.accepted for s in steps)
-        if summary["n_accepted"] != n_acc or summary["n_rejected"] != len(steps) - n_acc:
-            self.fail(
-                "summary.n_accepted",
-                f"counts ({summary['n_accepted']}, {summary['n_rejected']}) do "
-                f"not match the steps' accepted flags ({n_acc}, {len(steps) - n_acc})",
-            )
-        gradients = None
-        if d["gradients"] is not None:
-            g = self.obj(d["gradients"], "gradients", GRADIENT_FIELDS)
-            n_par = 0 if problem["params"] is None else problem["params"].size
-            gradients = {"adjoint": g.get("adjoint", "discrete")}
-            for k in GRADIENT_FIELDS:
-                shape = state_shape if k.endswith("dy0") else (n_par,)
-                nullable = k.endswith("dparams") and n_par == 0 or k.startswith("dR_S")
-                gradients[k] = self.array(g[k], f"gradients.{k}", nullable=nullable, shape=shape)
+            self.fail("steps", f"expected a list of steps, got {_describe(d['steps'])}")
+        state_shape = problem["y0"].shape
+        steps = [self.read_step(s, f"steps[{i}]", state_shape) for i, s in enumerate(d["steps"])]
+        summary = self.read_summary(d["summary"], state_shape)
+        gradients = self.read_gradients(d["gradients"], problem)
+        self.check_steps(steps, problem, solver)
+        self.check_summary(summary, steps, problem, solver)
         return Trace(problem, solver, steps, summary, gradients, version, str(d.get("generator", "")), d)
 
+    def read_problem(self, prob) -> dict:
+        self.obj(prob, "problem", ("name", "t_span", "y0", "params"))
+        problem = dict(prob)
+        self.string(prob["name"], "problem.name")
+        if "source" in prob:
+            self.string(prob["source"], "problem.source", PROBLEM_SOURCES)
+        if "description" in prob:
+            self.string(prob["description"], "problem.description")
+        for k in ("hidden", "seed"):
+            if k in prob:
+                self.integer(prob[k], f"problem.{k}")
+        ts = prob["t_span"]
+        if not isinstance(ts, list) or len(ts) != 2:
+            self.fail("problem.t_span", f"expected [t0, t1], got {_describe(ts)}")
+        t0, t1 = (self.hexfloat(x, f"problem.t_span[{i}]") for i, x in enumerate(ts))
+        if t0 == t1:
+            self.fail("problem.t_span", f"t0 == t1 == {t0!r}: an empty span has no steps")
+        problem["t_span"] = (t0, t1)
+        problem["y0"] = self.array(prob["y0"], "problem.y0")
+        if problem["y0"].size == 0:
+            self.fail("problem.y0.shape", f"is {list(problem['y0'].shape)}: the state is empty")
+        problem["params"] = self.array(prob["params"], "problem.params", nullable=True)
+        if problem["params"] is not None and problem["params"].ndim != 1:
+            self.fail("problem.params.shape", f"is {list(problem['params'].shape)}; expected [n] (flattened)")
+        shapes = prob.get("param_shapes")
+        if shapes is not None:
+            if not isinstance(shapes, list):
+                self.fail(
+                    "problem.param_shapes", f"expected a list of shapes or null, got {_describe(shapes)}"
+                )
+            n = sum(math.prod(self.shape(sh, f"problem.param_shapes[{i}]")) for i, sh in enumerate(shapes))
+            n_par = 0 if problem["params"] is None else problem["params"].size
+            if n != n_par:
+                self.fail("problem.param_shapes", f"hold {n} parameters but problem.params has {n_par}")
+        return problem
 
-def _json_path_at(text: str, pos: int) -> str:
-    """The JSON path of the value being read at character ``pos`` (for truncated/malformed files)."""
-    stack: list = []  # items: ["obj", key or None] or ["arr", index]
+    def read_solver(self, solv, state_shape) -> dict:
+        from .step import STIFFNESS_VARIANTS
+        from .tableaus import TABLEAUS
+
+        self.obj(solv, "solver", ("method", "convention", "rtol", "atol", "stiffness"))
+        solver = dict(solv)
+        method = self.string(solv["method"], "solver.method")
+        if method not in TABLEAUS:
+            self.fail(
+                "solver.method", f"{method!r} is not a tableau of ndereg_ref.TABLEAUS ({', '.join(TABLEAUS)})"
+            )
+        convention = self.string(solv["convention"], "solver.convention", tuple(CONVENTIONS))
+        resolved = get_convention(convention).resolve_tableau(TABLEAUS[method]).name
+        if resolved != method:
+            self.fail(
+                "solver.method",
+                f"{method!r} is not the tableau the {convention} convention uses ({resolved!r}); a trace "
+                "records the tableau actually used",
+            )
+        self.string(solv["stiffness"], "solver.stiffness", STIFFNESS_VARIANTS)
+        solver["rtol"] = self.nonneg_float(solv["rtol"], "solver.rtol")
+        if isinstance(solv["atol"], dict):
+            atol = self.array(solv["atol"], "solver.atol")
+            try:
+                np.broadcast_shapes(atol.shape, state_shape)
+            except ValueError:
+                self.fail(
+                    "solver.atol.shape",
+                    f"{list(atol.shape)} does not broadcast to the state's {list(state_shape)}",
+                )
+            if np.any(atol < 0):
+                self.fail("solver.atol", "has a negative component")
+            solver["atol"] = atol
+        else:
+            solver["atol"] = self.nonneg_float(solv["atol"], "solver.atol")
+        return solver
+
+    def read_step(self, s, p, state_shape) -> TraceStep:
+        self.obj(s, p, STEP_FIELDS)
+        return TraceStep(
+            t=self.hexfloat(s["t"], f"{p}.t"),
+            h=self.hexfloat(s["h"], f"{p}.h"),
+            t_new=self.hexfloat(s["t_new"], f"{p}.t_new"),
+            accepted=self.boolean(s["accepted"], f"{p}.accepted"),
+            E=self.nonneg_float(s["E"], f"{p}.E", finite=False),
+            S=self.nonneg_float(s["S"], f"{p}.S", nullable=True, finite=False),
+            nfev=self.integer(s["nfev"], f"{p}.nfev"),
+            y=self.array(s["y"], f"{p}.y", shape=state_shape),
+            y_new=self.array(s["y_new"], f"{p}.y_new", shape=state_shape, finite=False),
+            y_err=self.array(s["y_err"], f"{p}.y_err", shape=state_shape, finite=False),
+            stages=self.array(s["stages"], f"{p}.stages", trailing=state_shape, finite=False),
+        )
+
+    def read_summary(self, summ, state_shape) -> dict:
+        self.obj(summ, "summary", SUMMARY_FIELDS)
+        summary = {k: self.integer(summ[k], f"summary.{k}") for k in SUMMARY_COUNTS}
+        summary["t_final"] = self.hexfloat(summ["t_final"], "summary.t_final")
+        summary["y_final"] = self.array(summ["y_final"], "summary.y_final", shape=state_shape)
+        summary["R_E"] = self.nonneg_float(summ["R_E"], "summary.R_E")
+        summary["R_S"] = self.nonneg_float(summ["R_S"], "summary.R_S", nullable=True)
+        return summary
+
+    def read_gradients(self, g, problem) -> dict | None:
+        if g is None:
+            return None
+        self.obj(g, "gradients", GRADIENT_FIELDS)
+        if "adjoint" in g:
+            self.string(g["adjoint"], "gradients.adjoint", ("discrete",))
+        if "loss_L" in g:
+            self.string(g["loss_L"], "gradients.loss_L")
+        n_par = 0 if problem["params"] is None else problem["params"].size
+        gradients = {"adjoint": g.get("adjoint", "discrete")}
+        for k in GRADIENT_FIELDS:
+            shape = problem["y0"].shape if k.endswith("dy0") else (n_par,)
+            nullable = k.endswith("dparams") and n_par == 0 or k.startswith("dR_S")
+            gradients[k] = self.array(g[k], f"gradients.{k}", nullable=nullable, shape=shape)
+        return gradients
+
+    # ------------------------------------------------------------------------------ solver invariants
+
+    def check_steps(self, steps, problem, solver):
+        """The step sequence the adaptive loop (``solve._attempt_until_accepted``) can produce.
+
+        * step 0 starts at (t0, y0); each later step starts where the previous accepted step ended, and a
+          retry after a rejection starts from the rejected step's (t, y) — bit for bit;
+        * ``accepted`` is the convention's accept test on E (E < 1 scipy/diffrax, E ≤ 1
+          torchdiffeq/ordinarydiffeq, :meth:`Convention.accept`);
+        * h and t_new are related as the convention computes them (:func:`_step_end_consistent`), h has
+          the direction of t1 − t0, and a convention that clips never steps past t1;
+        * the stages are the tableau's s = ``n_stages``, and S is null exactly when the tableau has no
+          stiffness pair; an accepted step holds no inf/nan (:data:`NONFINITE_OK`);
+        * the last step is accepted and reaches t1, and no step follows it.
+        """
+        from .tableaus import TABLEAUS
+
+        conv = get_convention(solver["convention"])
+        tab = TABLEAUS[solver["method"]]
+        t0, t1 = problem["t_span"]
+        direction = 1.0 if t1 > t0 else -1.0
+        t_start, y_start, finished = t0, problem["y0"], False
+        if not steps:
+            self.fail("steps", f"is empty, but the span ({t0!r}, {t1!r}) needs at least one step")
+        for i, s in enumerate(steps):
+            p = f"steps[{i}]"
+            if finished:
+                self.fail(p, f"follows the accepted step that reached t1 = {t1!r} (steps out of order?)")
+            if s.stages.shape[0] != tab.n_stages:
+                self.fail(
+                    f"{p}.stages.shape", f"has {s.stages.shape[0]} stages; {tab.name} has {tab.n_stages}"
+                )
+            if (s.S is None) != (tab.stiffness_pair is None):
+                has = (
+                    "has no stiffness pair, so S must be null"
+                    if tab.stiffness_pair is None
+                    else "has a stiffness pair, so S must be a float"
+                )
+                self.fail(f"{p}.S", f"is {s.S!r} but {tab.name} {has}")
+            if s.t != t_start:
+                self.fail(
+                    f"{p}.t",
+                    f"is {s.t!r} but the step must start at {t_start!r} (t0, the end of the previous "
+                    "accepted step, or the start of the rejected one it retries); steps out of order?",
+                )
+            if not np.array_equal(s.y, y_start):
+                self.fail(f"{p}.y", "differs from y0 / the previous accepted y_new / the rejected step's y")
+            if not s.h * direction > 0:
+                self.fail(f"{p}.h", f"is {s.h!r}; must be nonzero with the sign of t1 - t0 = {t1 - t0!r}")
+            if not _step_end_consistent(conv, s.t, s.h, s.t_new, t1):
+                rule = (
+                    "h == t_new - t"
+                    if conv.recompute_h
+                    else "t_new == t + h (or t_new == t1 with h = t1 - t"
+                    + (
+                        ", or t + h within its 100-ulp snap window of t1)"
+                        if conv.name == "ordinarydiffeq"
+                        else ")"
+                    )
+                )
+                self.fail(
+                    f"{p}.t_new", f"is {s.t_new!r} with t = {s.t!r}, h = {s.h!r}; {conv.name} needs {rule}"
+                )
+            if conv.clip_to_end and direction * (s.t_new - t1) > 0:
+                self.fail(
+                    f"{p}.t_new",
+                    f"is {s.t_new!r}, past t1 = {t1!r}, but {conv.name} clips the last step to t1",
+                )
+            if s.accepted != conv.accept(s.E):
+                rule = "E <= 1" if conv.accept(1.0) else "E < 1"
+                self.fail(
+                    f"{p}.accepted",
+                    f"is {str(s.accepted).lower()} but E = {s.E!r} and {conv.name} accepts iff {rule}",
+                )
+            if s.accepted:
+                for name in ("S", "y_new", "y_err", "stages"):
+                    v = getattr(s, name)
+                    if v is not None and not np.all(np.isfinite(v)):
+                        self.fail(f"{p}.{name}", f"holds inf/nan in an accepted step: {NONFINITE_OK}")
+                t_start, y_start = s.t_new, s.y_new
+                finished = direction * (s.t_new - t1) >= 0
+        if not finished:
+            self.fail(
+                f"steps[{len(steps) - 1}]",
+                f"is the last step but no accepted step reached t1 = {t1!r} (truncated?)",
+            )
+
+    def check_summary(self, summary, steps, problem, solver):
+        """Counts, t_final, y_final and R_E/R_S against the steps (see :func:`_sum_tolerance` for R_E)."""
+        from .tableaus import TABLEAUS
+
+        if summary["n_steps"] != len(steps):
+            self.fail("summary.n_steps", f"says {summary['n_steps']} but the file holds {len(steps)} steps")
+        accepted = [s for s in steps if s.accepted]
+        counts = {"n_accepted": len(accepted), "n_rejected": len(steps) - len(accepted)}
+        for k, n in counts.items():
+            if summary[k] != n:
+                self.fail(f"summary.{k}", f"says {summary[k]} but the steps' accepted flags give {n}")
+        n_attempts = sum(s.nfev for s in steps)
+        if summary["nfev"] < n_attempts:
+            self.fail(
+                "summary.nfev", f"is {summary['nfev']}, fewer than the steps' own {n_attempts} evaluations"
+            )
+        t1 = problem["t_span"][1]
+        if summary["t_final"] != t1:
+            self.fail("summary.t_final", f"is {summary['t_final']!r} but t1 = problem.t_span[1] = {t1!r}")
+        last = accepted[-1]  # check_steps guarantees the last step is accepted and reaches t1
+        if last.t_new == t1 and not np.array_equal(summary["y_final"], last.y_new):
+            self.fail("summary.y_final", "differs from the y_new of the last accepted step, which ends at t1")
+        has_pair = TABLEAUS[solver["method"]].stiffness_pair is not None
+        if (summary["R_S"] is None) == has_pair:
+            self.fail("summary.R_S", f"is {summary['R_S']!r} but S is {'' if has_pair else 'not '}recorded")
+        for name, key in (("R_E", "E"), ("R_S", "S")):
+            if summary[name] is None:
+                continue
+            terms = [getattr(s, key) * abs(s.h) for s in accepted]
+            exact, tol = math.fsum(terms), _sum_tolerance(terms)
+            if not abs(summary[name] - exact) <= tol:
+                self.fail(
+                    f"summary.{name}",
+                    f"is {summary[name]!r} but Σ {key}_j|h_j| over the accepted steps is {exact!r} "
+                    f"(rounding allows ±{tol:.3g})",
+                )
+
+
+def _step_end_consistent(conv, t, h, t_new, t1) -> bool:
+    """Whether (t, h, t_new) is a step end the convention produces (``solve._attempt_until_accepted``).
+
+    scipy and diffrax take the step between two stored times, h = fl(t_new − t) (``recompute_h``): exact.
+    torchdiffeq and OrdinaryDiffEq store t_new = fl(t + h): exact, except at t1, where the reference
+    recomputes h = fl(t1 − t), and OrdinaryDiffEq also lands on t1 from anywhere within its 100-ulp snap
+    window (``Convention.snap_to_end``; Julia keeps its own dt there).
+    """
+    if conv.recompute_h:
+        return h == t_new - t
+    if t_new == t + h:
+        return True
+    return t_new == t1 and (h == t1 - t or conv.snap_to_end(t + h, t1) == t1)
+
+
+def _sum_tolerance(terms) -> float:
+    """Rounding bound for a trace's Σ_j x_j, x_j = fl(E_j |h_j|) ≥ 0, against the exact sum of the x_j.
+
+    Each product carries one rounding (relative u = eps/2) and any summation order of n non-negative terms
+    errs by at most γ_{n−1} Σ x_j with γ_k = k u / (1 − k u) (Higham, *Accuracy and Stability of
+    Numerical Algorithms*, 2nd ed., §4.2); ``math.fsum`` adds one more rounding.  So the difference is at
+    most (n + 1) u Σ x_j (1 + O(nu)); (n + 2) eps Σ x_j is that with a factor-2 margin for the O(nu) term.
+    """
+    return (len(terms) + 2) * np.finfo(float).eps * math.fsum(terms)
+
+
+def _json_path_parts(text: str, pos: int) -> list:
+    """The stack of containers open at character ``pos``: items ["obj", key or None] or ["arr", index]."""
+    stack: list = []
     i, n = 0, min(pos, len(text))
     expecting_key = False
     while i < n:
@@ -517,6 +811,10 @@ def _json_path_at(text: str, pos: int) -> str:
             else:
                 expecting_key = True
         i += 1
+    return stack
+
+
+def _format_path(stack) -> str:
     parts = ""
     for kind, k in stack:
         if kind == "obj" and k is not None:
@@ -526,17 +824,34 @@ def _json_path_at(text: str, pos: int) -> str:
     return parts or "(top level)"
 
 
-def load_trace(path_or_text) -> Trace:
-    """Read and validate a trace file (or a JSON string).  Raises :class:`TraceFormatError` naming the
-    field for a malformed, truncated or inconsistent file."""
-    if isinstance(path_or_text, (str, os.PathLike)) and not str(path_or_text).lstrip().startswith("{"):
-        source = str(path_or_text)
-        with open(path_or_text, encoding="utf-8") as fh:
-            text = fh.read()
-    else:
-        source, text = "<string>", str(path_or_text)
+def _json_path_at(text: str, pos: int) -> str:
+    """The JSON path of the value being read at character ``pos`` (for truncated/malformed files)."""
+    return _format_path(_json_path_parts(text, pos))
+
+
+def _too_deep_at(text: str, limit: int) -> int:
+    """Position of the first bracket (outside strings) that opens nesting level ``limit`` + 1, or −1."""
+    depth, i, n = 0, 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == '"':
+            i += 1
+            while i < n and text[i] != '"':
+                i += 2 if text[i] == "\\" else 1
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return i
+        elif ch in "]}":
+            depth -= 1
+        i += 1
+    return -1
+
+
+def _parse_json(text: str, source: str):
+    """``json.loads`` with every failure as a :class:`TraceFormatError` naming the JSON path."""
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         where = _json_path_at(text, exc.pos)
         what = "file ends" if exc.pos >= len(text.rstrip()) else "invalid JSON"
@@ -545,7 +860,53 @@ def load_trace(path_or_text) -> Trace:
             f"{what} at line {exc.lineno}, column {exc.colno} ({exc.msg}); truncated or corrupted trace",
             source,
         ) from None
-    return _Reader(source).read(data)
+    except RecursionError:
+        # The C scanner recurses once per level; name the value whose nesting exceeds the format's own.
+        pos = _too_deep_at(text, MAX_JSON_DEPTH)
+        stack = _json_path_parts(text, pos) if pos >= 0 else []
+        raise TraceFormatError(
+            _format_path(stack[:MAX_JSON_DEPTH]),
+            f"JSON nested too deeply to parse (a trace nests at most {MAX_JSON_DEPTH} levels)",
+            source,
+        ) from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits (sys.set_int_max_str_digits)
+        m = re.search(r"[0-9]{4301,}", text)
+        where = _json_path_at(text, m.start()) if m else "(top level)"
+        raise TraceFormatError(where, f"unreadable JSON value ({exc})", source) from None
+
+
+def load_trace(path_or_text) -> Trace:
+    """Read and validate a trace: a path, a JSON string (starting with ``{``) or UTF-8 bytes.
+
+    Raises :class:`TraceFormatError` naming the field (its JSON path, or ``file`` for the encoding) for a
+    malformed, truncated, oversized or inconsistent trace — never another exception for any content.
+    A path that cannot be opened raises the ``OSError`` of :func:`open`.
+    """
+    if isinstance(path_or_text, (bytes, bytearray)):
+        source, raw = "<bytes>", bytes(path_or_text)
+    elif isinstance(path_or_text, (str, os.PathLike)) and not str(path_or_text).lstrip().startswith("{"):
+        source = str(path_or_text)
+        with open(path_or_text, "rb") as fh:
+            raw = fh.read(MAX_TRACE_BYTES + 1)
+    else:
+        source, raw = "<string>", None
+        text = str(path_or_text)
+        if len(text) > MAX_TRACE_BYTES:
+            raise TraceFormatError("file", f"longer than the {MAX_TRACE_BYTES}-byte limit", source)
+    if raw is not None:
+        if len(raw) > MAX_TRACE_BYTES:
+            raise TraceFormatError("file", f"larger than the {MAX_TRACE_BYTES}-byte limit", source)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            where = _json_path_at(raw[: exc.start].decode("utf-8", errors="replace"), exc.start)
+            raise TraceFormatError(
+                "file",
+                f"not UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start} ({exc.reason}), "
+                f"inside {where}",
+                source,
+            ) from None
+    return _Reader(source).read(_parse_json(text, source))
 
 
 # ----------------------------------------------------------------------------------------- diff_traces
@@ -558,8 +919,9 @@ class TraceDiff:
     ``first_step``/``quantity``: the first attempted step (index into ``steps``) and quantity where the
     traces diverge (None if the steps agree); ``values``: (a, b) there.  ``settings``: differing
     solver/problem settings.  ``counts``: (a, b) of (steps, accepted, rejected, nfev).  ``max_abs_dt``:
-    max |Δt| over accepted step ends when both have as many.  ``summary``: max |Δ| of R_E, R_S, y_final
-    and every gradient.  ``equal``: no divergence anywhere within the tolerances.
+    max |Δt| over accepted step ends when both have as many.  ``summary``: max |Δ| of t_final, R_E, R_S,
+    y_final and every gradient; ``failed_summary``: the summary fields (counts included) and gradients
+    that differ.  ``equal``: no divergence anywhere within the tolerances.
     """
 
     equal: bool
@@ -622,7 +984,9 @@ def diff_traces(a, b, *, rtol: float = 0.0, atol: float = 0.0) -> TraceDiff:
 
     Values agree when |x_a − x_b| ≤ atol + rtol |x_b| elementwise (default: bit-identical).  Steps are
     compared in order, quantities in the order t, h, t_new, accepted, E, S, nfev, y, y_new, y_err,
-    stages; the first disagreement is reported (for arrays with its index, e.g. ``stages[3, 1]``).
+    stages; the first disagreement is reported (for arrays with its index, e.g. ``stages[3, 1]``).  Then
+    every summary field (n_steps, n_accepted, n_rejected, nfev exactly; t_final, y_final, R_E, R_S within
+    the tolerances) and every gradient; any difference makes ``equal`` false.
     """
     a = a if isinstance(a, Trace) else load_trace(a)
     b = b if isinstance(b, Trace) else load_trace(b)
@@ -661,7 +1025,10 @@ def diff_traces(a, b, *, rtol: float = 0.0, atol: float = 0.0) -> TraceDiff:
     ta, tb = a.t_accepted, b.t_accepted
     max_dt = float(np.max(np.abs(ta - tb), initial=0.0)) if ta.shape == tb.shape else None
     summary, failed = {}, []
+    # Every summary field is compared: the counts exactly, the floats within the tolerances.
+    failed += [k for k in SUMMARY_COUNTS if a.summary[k] != b.summary[k]]
     pairs = [
+        ("t_final", a.summary["t_final"], b.summary["t_final"]),
         ("R_E", a.summary["R_E"], b.summary["R_E"]),
         ("R_S", a.summary["R_S"], b.summary["R_S"]),
         ("y_final", a.summary["y_final"], b.summary["y_final"]),
@@ -680,8 +1047,6 @@ def diff_traces(a, b, *, rtol: float = 0.0, atol: float = 0.0) -> TraceDiff:
             )
         if not _close(va, vb, rtol, atol):
             failed.append(name)
-    if ca[3] != cb[3]:
-        failed.append("nfev")
     equal = first is None and not failed and not settings
     return TraceDiff(equal, first, quantity, values, settings, (ca, cb), max_dt, summary, failed)
 
@@ -699,9 +1064,33 @@ def _floats(text):
     return [float(x) for x in text.split(",") if x.strip()]
 
 
+def _cli_error(msg) -> int:
+    """Print ``error: msg`` as one line on stderr (no traceback) and return exit code 2."""
+    print("error: " + " ".join(str(msg).split()), file=sys.stderr)
+    return 2
+
+
+def _unwritable(path) -> str | None:
+    """Why ``path`` cannot be written as a new or replaced file (None if it can): ``atomic_write_text``
+    creates a temporary file in the same directory, so that directory must exist and be writable."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return "it is a directory"
+    if not os.path.isdir(directory):
+        return f"directory {directory!r} does not exist"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"directory {directory!r} is not writable"
+    return None
+
+
 def trace_main(argv=None) -> int:
-    """``ndereg-ref trace``: write a trace file (and print a short per-step table)."""
+    """``ndereg-ref trace``: write a trace file (and print a short per-step table); ``--diff A B``: compare.
+
+    Exit codes: 0 traces written / equal, 1 traces differ, 2 a trace file is unreadable or malformed or
+    the output cannot be written (one line on stderr naming the file and field).
+    """
     from .problems import PROBLEMS
+    from .step import STIFFNESS_VARIANTS
     from .tableaus import TABLEAUS
 
     ap = argparse.ArgumentParser(
@@ -722,12 +1111,10 @@ def trace_main(argv=None) -> int:
     ap.add_argument("--spiral-hidden", type=int, default=50, help="hidden width of the spiral MLP")
     ap.add_argument("--spiral-seed", type=int, default=0, help="seed of the spiral MLP's parameters")
     ap.add_argument("--method", default="dp5", choices=sorted(TABLEAUS))
-    ap.add_argument(
-        "--convention", default="scipy", choices=["scipy", "torchdiffeq", "diffrax", "ordinarydiffeq"]
-    )
+    ap.add_argument("--convention", default="scipy", choices=list(CONVENTIONS))
     ap.add_argument("--rtol", type=float, default=1e-3)
     ap.add_argument("--atol", type=float, default=1e-6)
-    ap.add_argument("--stiffness", default="rms_ratio", choices=["rms_ratio", "max_elementwise", "hairer"])
+    ap.add_argument("--stiffness", default="rms_ratio", choices=list(STIFFNESS_VARIANTS))
     ap.add_argument("--no-gradients", action="store_true", help="skip the adjoint gradients")
     ap.add_argument("-o", "--output", help="trace file to write (default: print the table only)")
     ap.add_argument("--diff", nargs=2, metavar=("A", "B"), help="compare two trace files instead")
@@ -739,10 +1126,15 @@ def trace_main(argv=None) -> int:
         try:
             d = diff_traces(*args.diff, rtol=args.diff_rtol, atol=args.diff_atol)
         except TraceFormatError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+            return _cli_error(exc)
+        except OSError as exc:
+            return _cli_error(f"cannot read {exc.filename!r}: {exc.strerror or exc}")
         print(d)
         return 0 if d.equal else 1
+    if args.output:
+        problem = _unwritable(args.output)  # before the solve, which may take minutes
+        if problem:
+            return _cli_error(f"cannot write -o {args.output!r}: {problem}")
     kw = dict(
         method=args.method,
         convention=args.convention,

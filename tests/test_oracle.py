@@ -197,12 +197,13 @@ def test_diff_names_first_divergent_step_and_quantity(vdp_trace):
     t["steps"][7]["stages"]["data"][5] = (
         float.fromhex(t["steps"][7]["stages"]["data"][5]) * (1 + 1e-12)
     ).hex()
-    t["steps"][9]["E"] = "0x1p-1"
+    # y_err is not tied to the other fields by load_trace's consistency checks (E, accepted and R_E are)
+    t["steps"][9]["y_err"]["data"][1] = (2 * float.fromhex(t["steps"][9]["y_err"]["data"][1])).hex()
     d = diff_traces(json.dumps(vdp_trace), json.dumps(t))
     assert not d.equal and d.first_step == 7 and d.quantity == "stages[2, 1]"
     assert "step 7" in str(d) and "stages[2, 1]" in str(d)
     d = diff_traces(json.dumps(vdp_trace), json.dumps(t), rtol=1e-10)  # tolerates the 1e-12 change …
-    assert d.first_step == 9 and d.quantity == "E"  # … but not the next one
+    assert d.first_step == 9 and d.quantity == "y_err[1]"  # … but not the next one
 
 
 def test_diff_of_different_settings_and_lengths():
