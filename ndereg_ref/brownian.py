@@ -199,6 +199,8 @@ class BrownianPath:
             raise ValueError("ts must be a non-empty, finite, strictly increasing 1-D array")
         if Ws.shape[:1] != ts.shape:
             raise ValueError(f"Ws must have shape (len(ts), *shape) = ({ts.size}, ...), got {Ws.shape}")
+        if not np.all(np.isfinite(Ws)):
+            raise ValueError("Ws must be finite (a Brownian path has no NaN/Inf values)")
         if np.any(Ws[0] != 0):
             raise ValueError("Ws[0] must be 0 (W(t0) = 0)")
         path = cls(Ws.shape[1:], rng=rng, t0=ts[0])
@@ -213,6 +215,8 @@ class BrownianPath:
         Is = np.asarray(Is, dtype=float)
         if Is.shape != (ts.size - 1,) + Ws.shape[1:]:
             raise ValueError(f"Is must have shape (len(ts) − 1, *shape), got {Is.shape}")
+        if not np.all(np.isfinite(Is)):
+            raise ValueError("Is must be finite (the integrals of a Brownian path have no NaN/Inf values)")
         path._I = [np.array(i, dtype=float) for i in Is]
         return path
 

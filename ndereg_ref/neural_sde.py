@@ -98,6 +98,10 @@ def moment_matching_loss(xs, mean_target, var_target, ddof: int = 1):
             f"target moments must have shape {np.shape(mean)}, "
             f"got {np.shape(mean_target)} and {np.shape(var_target)}"
         )
+    # a NaN target would give a NaN loss (and NaN gradients) with no error
+    for name, target in (("mean_target", mean_target), ("var_target", var_target)):
+        if not np.all(np.isfinite(np.asarray(target, dtype=float))):
+            raise ValueError(f"{name} contains NaN or Inf")
     return anp.sum((mean - mean_target) ** 2) + anp.sum((var - var_target) ** 2)
 
 
@@ -239,6 +243,9 @@ class NeuralSDE:
     ):
         """Moment-matching loss of ``n_trajectories`` simulated trajectories from ``data.u0`` against the
         data moments, plus ``weight``·R_E (ERNSDE).  Returns ``(loss, info)``."""
+        w = float(weight)
+        if not (np.isfinite(w) and w >= 0):
+            raise ValueError(f"weight must be finite and ≥ 0, got {weight!r}")
         x0 = np.tile(np.asarray(data.u0, dtype=float), (n_trajectories, 1))
         xs, R, info = self.predict_regularized(params, x0, data.ts, path=path, seed=seed, **kw)
         L = moment_matching_loss(xs, data.mean, data.var, data.ddof)

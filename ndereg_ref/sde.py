@@ -442,12 +442,21 @@ def _plus(y, *terms):
 def sde_error_norm(E_drift, E_noise, y, y_new, rtol, atol, delta):
     """E = RMS((δ·E_drift + E_noise)/sc), sc = atol + rtol·max(|y|, |y_new|) (Rackauckas & Nie 2017;
     StochasticDiffEq ``calculate_residuals(E₁, E₂, u₀, u₁, α, ρ, δ, …)``), RMS over every element.
-    Traceable by autograd."""
+
+    sc = 0 (atol = 0 and the component is 0 at both ends): the component's ratio is 0 if its error is
+    exactly 0 and +inf otherwise (0/0 := 0, x/0 := inf), so a component that stays at 0 adds nothing and
+    any error there rejects the step — the rule of the ODE error norm.  Traceable by autograd."""
     sc = atol + rtol * anp.maximum(anp.abs(y), anp.abs(y_new))
     err = delta * E_drift
     if E_noise is not None:
         err = err + E_noise
-    return anp.sqrt(anp.mean((err / sc) ** 2))
+    if np.all(getval(sc) > 0):
+        return anp.sqrt(anp.mean((err / sc) ** 2))
+    zero = getval(sc) == 0
+    # divide by 1 where sc = 0 so that neither the value nor autograd's VJP meets a 0/0
+    ratio = err / anp.where(zero, 1.0, sc)
+    ratio = anp.where(zero & (getval(err) != 0), np.inf, anp.where(zero, 0.0, ratio))
+    return anp.sqrt(anp.mean(ratio**2))
 
 
 def em_step(f, g, t, y, h, dW) -> SDEStepResult:
@@ -594,6 +603,19 @@ class SDEController:
     qmax: float = SDE_QMAX
     qoldinit: float = SDE_QOLDINIT
 
+    def __post_init__(self):
+        # a NaN gain would make every proposal NaN and end the solve with a misleading underflow error
+        for name in ("beta1", "beta2", "gamma", "qmin", "qmax", "qoldinit"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise TypeError(f"SDEController.{name} must be a real number, got {v!r}")
+            if not np.isfinite(v) or v < 0 or (v == 0 and name != "beta2"):
+                raise ValueError(f"SDEController.{name} must be finite and positive, got {v!r}")
+        if not self.qmin <= 1.0 <= self.qmax:
+            raise ValueError(
+                f"SDEController needs qmin ≤ 1 ≤ qmax, got qmin={self.qmin!r}, qmax={self.qmax!r}"
+            )
+
     @classmethod
     def for_order(cls, order: float, **kw) -> SDEController:
         """β1 = 7/(10p), β2 = 2/(5p) with p the method's ``alg_order`` (StochasticDiffEq ``beta1_default``,
@@ -640,22 +662,53 @@ def sde_initial_step(f, g, t0, x0, order, rtol, atol, dtmax) -> tuple[float, int
     """
     x0 = np.asarray(getval(x0), dtype=float)
     sc = atol + np.abs(x0) * rtol
-    d0 = _rms(x0 / sc)
-    f0 = np.asarray(getval(_call(f, t0, x0, "drift f")), dtype=float)
-    g0 = 3.0 * np.asarray(getval(_call(g, t0, x0, "diffusion g")), dtype=float)
-    d1 = _rms(np.maximum(np.abs(f0 + g0), np.abs(f0 - g0)) / sc)
+    d0 = _rms(_scaled(x0, sc))
+    f0 = _finite_eval(f, t0, x0, "drift f")
+    g0 = 3.0 * _finite_eval(g, t0, x0, "diffusion g")
+    d1 = _rms(_scaled(np.maximum(np.abs(f0 + g0), np.abs(f0 - g0)), sc))
     h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
     h0 = min(h0, dtmax)
+    if not h0 > 0:  # d1 = inf: f or g is non-zero where sc = 0 (atol = 0 and x0 = 0 there)
+        raise StepSizeUnderflowError(
+            f"initial step at t={t0!r}: the drift or diffusion is non-zero in a component where "
+            "sc = atol + rtol·|x0| = 0 (atol = 0 and x0 = 0), so the scaled derivative is infinite; "
+            "give atol > 0 for that component or first_step=",
+            t=t0,
+        )
     x1 = x0 + h0 * f0
-    f1 = np.asarray(getval(f(t0 + h0, x1)), dtype=float)
-    g1 = 3.0 * np.asarray(getval(g(t0 + h0, x1)), dtype=float)
+    f1 = _finite_eval(f, t0 + h0, x1, "drift f")
+    g1 = 3.0 * _finite_eval(g, t0 + h0, x1, "diffusion g")
     dg = np.maximum(np.abs(g0 - g1), np.abs(g0 + g1))
-    d2 = _rms(np.maximum(np.abs(f1 - f0 + dg), np.abs(f1 - f0 - dg)) / sc) / h0
+    d2 = _rms(_scaled(np.maximum(np.abs(f1 - f0 + dg), np.abs(f1 - f0 - dg)), sc)) / h0
     if max(d1, d2) <= 1e-15:
         h1 = max(1e-6, h0 * 1e-3)
     else:
         h1 = 10.0 ** (-(2.0 + np.log10(max(d1, d2))) / (order + 0.5))
-    return float(min(100 * h0, h1, dtmax)), 2, 2
+    h = float(min(100 * h0, h1, dtmax))
+    if not h > 0:  # d2 = inf, as above but at the probe point
+        raise StepSizeUnderflowError(
+            f"initial step at t={t0!r}: the change of the drift or diffusion is non-zero in a component "
+            "where sc = atol + rtol·|x0| = 0 (atol = 0 and x0 = 0); give atol > 0 or first_step=",
+            t=t0,
+        )
+    return h, 2, 2
+
+
+def _scaled(x, sc):
+    """x/sc elementwise with the error norm's rule where sc = 0: 0/0 := 0, x/0 := inf (plain division,
+    bit for bit, when every sc > 0)."""
+    if np.all(sc > 0):
+        return x / sc
+    zero = sc == 0
+    out = x / np.where(zero, 1.0, sc)
+    return np.where(zero, np.where(x == 0, 0.0, np.inf), out)
+
+
+def _finite_eval(fun, t, x, name):
+    out = np.asarray(getval(_call(fun, t, x, name)), dtype=float)
+    if not np.all(np.isfinite(out)):
+        raise NonFiniteError(f"the {name} returned NaN/Inf at t={float(t)!r} (initial-step heuristic)", t=t)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -722,6 +775,8 @@ class SDESolution:
     def __call__(self, t):
         """Linear interpolation of the accepted states at t (StochasticDiffEq's default SDE interpolant)."""
         t = float(t)
+        if not np.isfinite(t):
+            raise ValueError(f"the SDE solution can only be evaluated at a finite time, got t={t!r}")
         ta = self.t_accepted
         if not ta[0] <= t <= ta[-1]:
             raise ValueError(f"t={t!r} is outside the solved interval [{ta[0]!r}, {ta[-1]!r}]")
@@ -758,10 +813,14 @@ def _as_float(name, value, positive=True):
     return v
 
 
-def _check_tol(name, tol, shape):
-    arr = np.asarray(getval(tol), dtype=float)
-    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise ValueError(f"{name} must be positive and finite, got {tol!r}")
+def _check_tol(name, tol, shape, *, allow_zero=False):
+    try:
+        arr = np.asarray(getval(tol), dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number or array, got {tol!r}") from None
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0) or (not allow_zero and np.any(arr == 0)):
+        what = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{name} must be {what} and finite, got {tol!r}")
     if arr.ndim:
         try:
             ok = np.broadcast_shapes(arr.shape, shape) == tuple(shape)
@@ -779,7 +838,12 @@ def _validate(
         raise TypeError("f (drift) and g (diffusion) must be callables f(t, x), g(t, x)")
     tab = _get_tableau(method)
     x0v = np.asarray(getval(x0))
-    if not np.issubdtype(x0v.dtype, np.number) or np.iscomplexobj(x0v):
+    if np.iscomplexobj(x0v):
+        raise TypeError(
+            f"complex states are not supported by the SDE solver (x0 has dtype {x0v.dtype}); "
+            "split the state into real and imaginary parts"
+        )
+    if not np.issubdtype(x0v.dtype, np.number):
         raise TypeError(f"x0 must be a real numeric array, got dtype {x0v.dtype}")
     if not np.all(np.isfinite(x0v)):
         raise ValueError("x0 contains NaN or Inf")
@@ -795,26 +859,46 @@ def _validate(
         t_eval = np.asarray(t_eval, dtype=float)
         if t_eval.ndim != 1 or t_eval.size == 0:
             raise ValueError("t_eval must be a non-empty 1-D array of times")
+        if not np.all(np.isfinite(t_eval)):
+            i = int(np.argmin(np.isfinite(t_eval)))
+            raise ValueError(f"t_eval must be finite, got t_eval[{i}] = {float(t_eval[i])!r}")
         if np.any(np.diff(t_eval) <= 0):
             raise ValueError("t_eval must be strictly increasing")
         if t_eval[0] < t0 or t_eval[-1] > t1:
             raise ValueError(f"t_eval must lie in t_span [{t0}, {t1}], got [{t_eval[0]}, {t_eval[-1]}]")
     rtol = _check_tol("rtol", rtol, x0v.shape)
-    atol = _check_tol("atol", atol, x0v.shape)
+    # atol = 0 (pure relative control) is allowed, as for the ODE solver and StochasticDiffEq's abstol
+    atol = _check_tol("atol", atol, x0v.shape, allow_zero=True)
     if dt is not None and grid is not None:
         raise ValueError("give at most one of dt= (fixed step) and grid= (given step times)")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
     if dt is not None:
         dt = _as_float("dt", dt)
-        n = max(1, int(np.ceil((t1 - t0) / dt - 1e-9)))
+        n_float = np.ceil((t1 - t0) / dt - 1e-9)  # a float: may be huge (or inf) for a tiny dt
+        # check before building the grid: dt=1e-9 over [0, 1] would allocate 8 GB before any step
+        if n_float > max_steps:
+            n_text = f"{n_float:.0f}" if n_float < 1e15 else f"{n_float:.3g}"
+            raise MaxStepsExceededError(
+                f"dt={dt!r} over t_span=({t0!r}, {t1!r}) needs ceil((t1 − t0)/dt) = {n_text} steps "
+                f"> max_steps={max_steps}",
+                t=t0,
+            )
+        n = max(1, int(n_float))
         grid = np.linspace(t0, t1, n + 1)
         if t_eval is not None:
-            # add the output times; drop uniform points within 1e-9·(t1 − t0) of one (rounding twins)
-            near = np.min(np.abs(grid[:, None] - t_eval[None, :]), axis=1) < 1e-9 * (t1 - t0)
+            # add the output times; drop uniform points within 1e-9·(t1 − t0) of one (rounding twins).
+            # Distance to the nearest output time from its two sorted neighbours: O(n) memory, not O(n·m).
+            k = np.searchsorted(t_eval, grid)
+            left = t_eval[np.clip(k - 1, 0, t_eval.size - 1)]
+            right = t_eval[np.clip(k, 0, t_eval.size - 1)]
+            dist = np.minimum(np.abs(grid - left), np.abs(grid - right))
+            near = dist < 1e-9 * (t1 - t0)
             grid = np.union1d(grid[~near | (grid == t0) | (grid == t1)], t_eval)
     if grid is not None:
         grid = np.asarray(getval(grid), dtype=float)
-        if grid.ndim != 1 or grid.size < 2 or np.any(np.diff(grid) <= 0):
-            raise ValueError("grid must be a strictly increasing 1-D array of at least two times")
+        if grid.ndim != 1 or grid.size < 2 or not np.all(np.isfinite(grid)) or np.any(np.diff(grid) <= 0):
+            raise ValueError("grid must be a finite, strictly increasing 1-D array of at least two times")
         if grid[0] != t0 or grid[-1] != t1:
             raise ValueError(
                 f"grid must start at t0={t0!r} and end at t1={t1!r}, got [{grid[0]!r}, {grid[-1]!r}]"
@@ -823,8 +907,6 @@ def _validate(
             raise ValueError("every output time (t_eval/ts) must be a point of grid")
     elif tab is None:
         raise ValueError("Euler–Maruyama has no error estimate: give dt= or grid= (fixed steps)")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
-        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
     if first_step is not None:
         first_step = _as_float("first_step", first_step)
     max_step = t1 - t0 if max_step is None else min(_as_float("max_step", max_step), t1 - t0)
@@ -861,12 +943,38 @@ class _Raw:
     y_acc: list
 
 
-def _check_finite(res, t, h):
+def _nonfinite_stage(res):
+    """Which evaluation first returned NaN/Inf: ("drift f" | "diffusion g", stage index) or None."""
+    for name, values in (("drift f", res.F), ("diffusion g", res.G)):
+        for i, v in enumerate(values):
+            if v is not None and not np.all(np.isfinite(getval(v))):
+                return name, i
+    return None
+
+
+def _check_finite(res, t, h, fixed=False):
     y_new = np.asarray(getval(res.y_new))
-    if not np.all(np.isfinite(y_new)):
+    bad_state = not np.all(np.isfinite(y_new))
+    E = None if res.error_norm is None else float(getval(res.error_norm))
+    # On adaptive steps E = +inf is a legitimate reject (an error where sc = 0, or an overflowing ratio);
+    # a fixed step has no reject, so there an infinite E would make R_E infinite.  NaN is never valid.
+    bad_error = E is not None and (np.isnan(E) or (fixed and np.isinf(E)))
+    if not (bad_state or bad_error):
+        return
+    # only on failure: find the evaluation that produced the NaN/Inf, to name it
+    culprit = _nonfinite_stage(res)
+    if culprit is not None:
+        name, i = culprit
+        raise NonFiniteError(
+            f"the {name} returned NaN/Inf at stage {i + 1} of the step from t={t!r} with h={h!r}", t=t
+        )
+    if bad_state:
         raise NonFiniteError(f"the state became NaN/Inf in the step from t={t!r} with h={h!r}", t=t)
-    if res.error_norm is not None and not np.isfinite(float(getval(res.error_norm))):
-        raise NonFiniteError(f"the error estimate is NaN/Inf in the step from t={t!r} with h={h!r}", t=t)
+    raise NonFiniteError(
+        f"the error estimate is {E!r} in the fixed step from t={t!r} with h={h!r}"
+        + (" (a non-zero error where sc = atol + rtol·|x| = 0, or an overflow)" if np.isinf(E) else ""),
+        t=t,
+    )
 
 
 def _make_record(res, t, h, t_new, accepted, inc):
@@ -953,7 +1061,7 @@ def _integrate(
             res, inc = step(t, h, t_new)
             nfev_f += res.n_f
             nfev_g += res.n_g
-            _check_finite(res, t, h)
+            _check_finite(res, t, h, fixed=True)
             records.append(_make_record(res, t, h, t_new, True, inc))
             finish_step(res, t_new)
         return _Raw(outputs, out_ts, records, R_E, nfev_f, nfev_g, t_acc, y_acc)
@@ -1058,6 +1166,8 @@ def _setup(
     )
     if tab is not None:
         delta = tab.delta if delta is None else _as_float("delta", delta, positive=False)
+        if delta < 0:
+            raise ValueError(f"delta (the weight of the drift error) must be ≥ 0, got {delta!r}")
         if controller is None:
             controller = SDEController.for_order(tab.controller_order)
         elif not isinstance(controller, SDEController):
@@ -1093,6 +1203,10 @@ def solve_sde(
     defaults to t1 − t0), or fixed: ``dt`` (n = ceil((t1 − t0)/dt) equal steps) or ``grid`` (the given step
     times — e.g. ``sol.t_accepted`` of an earlier solve, with ``path=sol.path``, replays it exactly).
     Output: at ``t_eval`` (each a step endpoint), else at t0 and every accepted step.
+    Tolerances: ``rtol`` > 0, ``atol`` ≥ 0 (scalars or arrays broadcasting to x0); with ``atol = 0`` a
+    component that is 0 at both ends of a step counts only through :func:`sde_error_norm`'s rule
+    (0/0 := 0, x/0 := inf).  A fixed-step solve checks ceil((t1 − t0)/dt) ≤ ``max_steps`` before building
+    its grid; an adaptive one stops after ``max_steps`` attempted steps.
 
     Raises ``ValueError``/``TypeError`` for bad arguments, :class:`~ndereg_ref.errors.NonFiniteError`,
     :class:`~ndereg_ref.errors.StepSizeUnderflowError`, :class:`~ndereg_ref.errors.MaxStepsExceededError`
@@ -1146,9 +1260,24 @@ def _prepare_x0(x0):
 
 
 def _ts_checked(ts):
-    ts = np.asarray(getval(ts), dtype=float)
+    """ts: 1-D, at least two, finite, strictly increasing (ts[0] = t0 and ts[-1] = t1 define the span)."""
+    try:
+        ts = np.asarray(getval(ts), dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"ts must be a 1-D array of real times, got {ts!r}") from None
     if ts.ndim != 1 or ts.size < 2:
         raise ValueError("ts must be a 1-D array of at least two times (ts[0] is the initial time)")
+    bad = ~np.isfinite(ts)
+    if np.any(bad):
+        i = int(np.argmax(bad))
+        raise ValueError(f"ts must be finite, got ts[{i}] = {float(ts[i])!r}")
+    d = np.diff(ts)
+    if np.any(d <= 0):
+        i = int(np.argmax(d <= 0))
+        raise ValueError(
+            f"ts must be strictly increasing (SDE solves run forward in time), "
+            f"got ts[{i}] = {float(ts[i])!r}, ts[{i + 1}] = {float(ts[i + 1])!r}"
+        )
     return ts
 
 
@@ -1168,7 +1297,8 @@ def sdeint(
 ):
     """States X(ts[i]) of dX = f(t, X, params) dt + g(t, X, params) ⊙ dW, X(ts[0]) = x0, shape
     ``(len(ts), *x0.shape)``; differentiable by autograd w.r.t. ``x0`` and ``params`` (frozen grid, fixed
-    path).  ``kwargs``: ``dt``, ``grid``, ``first_step``, ``max_step``, ``max_steps``, ``delta``,
+    path).  ``ts`` must be finite and strictly increasing (``ts[0]`` = t0, ``ts[-1]`` = t1; ValueError
+    otherwise).  ``kwargs``: ``dt``, ``grid``, ``first_step``, ``max_step``, ``max_steps``, ``delta``,
     ``controller`` as in :func:`solve_sde`.  To differentiate a finite-difference check against it, pass the
     same ``path`` and ``grid=info.t_accepted`` (see :func:`sdeint_regularized`)."""
     xs, _, _ = _sdeint_impl(f, g, x0, ts, params, method, rtol, atol, path, seed, kwargs)
@@ -1266,6 +1396,21 @@ def sde_local_error_step(
     """r = E(t_r)·h_r: the error norm of one SRI/SRA step from (t_r, u_r) with step h_r and the noise ``inc``
     of [t_r, t_r + h_r], no accept/reject.  Differentiable w.r.t. ``params`` only (t_r, u_r, h_r and the
     noise are constants)."""
+    t_r, h_r = _as_float("t_r", t_r, positive=False), _as_float("h_r", h_r)
+    u_val = np.asarray(getval(u_r))
+    if np.iscomplexobj(u_val):
+        raise TypeError("complex states are not supported by the SDE solver (u_r is complex)")
+    if not np.all(np.isfinite(u_val)):
+        raise ValueError("u_r contains NaN or Inf")
+    if not isinstance(inc, Increment):
+        raise TypeError(
+            f"inc must be an Increment (path.increment(t_r, t_r + h_r)), got {type(inc).__name__}"
+        )
+    # the noise must belong to this step: ΔW of another interval would be scaled with the wrong h
+    if inc.t != t_r or not np.isclose(inc.h, h_r, rtol=1e-12, atol=0.0):
+        raise ValueError(f"inc covers [{inc.t!r}, {inc.t + inc.h!r}], not the step [{t_r!r}, {t_r + h_r!r}]")
+    rtol = _check_tol("rtol", rtol, u_val.shape)
+    atol = _check_tol("atol", atol, u_val.shape, allow_zero=True)
     return _local_step(f, g, params, t_r, u_r, h_r, inc, method, rtol, atol, delta)[0]
 
 
@@ -1286,6 +1431,8 @@ def _local_step(f, g, params, t_r, u_r, h_r, inc, method, rtol, atol, delta):
         atol=atol,
         delta=delta,
     )
+    # a single step with no reject: a NaN from f or g, or an infinite E, would become the regularizer
+    _check_finite(res, float(t_r), float(h_r), fixed=True)
     return res.error_norm * abs(float(h_r)), res.n_f + res.n_g
 
 

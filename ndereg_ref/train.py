@@ -30,6 +30,7 @@ from autograd.tracer import getval
 
 from . import regularizers as reg
 from .adjoint import odeint_regularized
+from .errors import NonFiniteError
 
 __all__ = [
     "METHODS",
@@ -41,6 +42,7 @@ __all__ = [
     "evaluate",
     "Adam",
     "annealed_weight",
+    "check_iteration_finite",
 ]
 
 METHODS = (
@@ -108,8 +110,53 @@ class TrainConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; expected one of {METHODS}")
-        if self.iters < 1 or self.lr <= 0:
-            raise ValueError("iters must be ≥ 1 and lr > 0")
+        # Every number is checked here: a NaN learning rate or weight would otherwise train to NaN
+        # parameters while the recorded loss history stays finite.
+        _check_int("iters", self.iters, 1)
+        _check_int("taynode_order", self.taynode_order, 1)
+        _check_int("seed", self.seed, 0)
+        _check_real("lr", self.lr, positive=True)
+        _check_real("steer_b", self.steer_b, positive=True)
+        for name in ("reg_weight", "srnode_weight", "rnode_kinetic_weight", "rnode_jacobian_weight"):
+            _check_real(name, getattr(self, name), positive=False)
+        if self.reg_weight_final is not None:
+            _check_real("reg_weight_final", self.reg_weight_final, positive=False)
+            if self.reg_weight == 0 and self.reg_weight_final != 0:
+                # λ0 (λ1/λ0)^(e/E) is undefined for λ0 = 0; annealed_weight would silently keep λ = 0
+                raise ValueError(
+                    f"exponential annealing cannot start at reg_weight=0 and reach "
+                    f"reg_weight_final={self.reg_weight_final!r}"
+                )
+        if self.rnode_noise not in ("rademacher", "gaussian"):
+            raise ValueError(
+                f"unknown TrainConfig.rnode_noise {self.rnode_noise!r}; expected 'rademacher' or 'gaussian'"
+            )
+        if self.e_variant not in ("sum", "mean"):
+            raise ValueError(f"unknown TrainConfig.e_variant {self.e_variant!r}; expected 'sum' or 'mean'")
+        if self.s_variant not in ("sum", "max"):
+            raise ValueError(f"unknown TrainConfig.s_variant {self.s_variant!r}; expected 'sum' or 'max'")
+        if not isinstance(self.solver, dict):
+            raise TypeError(f"TrainConfig.solver must be a dict of solver arguments, got {self.solver!r}")
+        if self.progress is not None and not isinstance(self.progress, bool):
+            raise TypeError(f"TrainConfig.progress must be True, False or None, got {self.progress!r}")
+
+
+def _check_int(name: str, value, lo: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"TrainConfig.{name} must be an int, got {value!r}")
+    if value < lo:
+        raise ValueError(f"TrainConfig.{name} must be ≥ {lo}, got {value!r}")
+
+
+def _check_real(name: str, value, *, positive: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"TrainConfig.{name} must be a real number, got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"TrainConfig.{name} must be finite, got {value!r}")
+    if positive and not value > 0:
+        raise ValueError(f"TrainConfig.{name} must be > 0, got {value!r}")
+    if not positive and value < 0:
+        raise ValueError(f"TrainConfig.{name} must be ≥ 0, got {value!r}")
 
 
 @dataclass
@@ -149,12 +196,22 @@ class Adam:
     """Adam on a list of arrays (Kingma & Ba 2015, Algorithm 1; β1 = 0.9, β2 = 0.999, ε = 1e-8)."""
 
     def __init__(self, params, lr=0.01, b1=0.9, b2=0.999, eps=1e-8):
+        for name, v in (("lr", lr), ("eps", eps)):
+            if not (np.isfinite(v) and v > 0):
+                raise ValueError(f"Adam {name} must be finite and > 0, got {v!r}")
+        for name, v in (("b1", b1), ("b2", b2)):
+            if not 0 <= v < 1:
+                raise ValueError(f"Adam {name} must be in [0, 1), got {v!r}")
         self.lr, self.b1, self.b2, self.eps = lr, b1, b2, eps
         self.m = [np.zeros_like(p) for p in params]
         self.v = [np.zeros_like(p) for p in params]
         self.k = 0
 
     def step(self, params, grads):
+        # a NaN gradient would make the moments, and so every later parameter, NaN for good
+        for i, g in enumerate(grads):
+            if not np.all(np.isfinite(g)):
+                raise NonFiniteError(f"Adam step {self.k + 1}: the gradient of parameter {i} is NaN/Inf")
         self.k += 1
         out = []
         for i, (p, g) in enumerate(zip(params, grads)):
@@ -255,7 +312,13 @@ def train(task: Task, params: list, config: TrainConfig) -> TrainResult:
         lam = annealed_weight(config.reg_weight, config.reg_weight_final, e, config.iters)
         batch = task.batch(rng)
         stash: dict = {}
-        _, grads = value_and_grad(lambda p: _objective(task, config, p, batch, rng, lam, stash))(params)
+        try:
+            total, grads = value_and_grad(lambda p: _objective(task, config, p, batch, rng, lam, stash))(
+                params
+            )
+        except NonFiniteError as exc:  # from the solve or the adjoint: say which iteration
+            raise NonFiniteError(f"training iteration {e}: {exc}", t=exc.t) from exc
+        check_iteration_finite(e, total, grads)
         params = opt.step(params, grads)
         nf_fwd = sum(i.stats["nfev_forward"] for i in stash["infos"]) + stash.get("local_nfev", 0)
         nf_bwd = sum(i.stats["n_vjp"] + i.stats["nfev_backward"] for i in stash["infos"])
@@ -270,8 +333,22 @@ def train(task: Task, params: list, config: TrainConfig) -> TrainResult:
     return TrainResult(params, history, time.perf_counter() - start, config)
 
 
+def check_iteration_finite(e: int, total, grads) -> None:
+    """Raise :class:`~ndereg_ref.errors.NonFiniteError` naming iteration ``e`` if the objective ``total``
+    or any array of ``grads`` is not finite.  Training must stop there: Adam would turn it into NaN
+    parameters while the history, recorded from the forward values, could still look finite."""
+    value = float(getval(total))
+    if not np.isfinite(value):
+        raise NonFiniteError(f"training iteration {e}: the objective (loss + λ·regularizers) is {value!r}")
+    for i, g in enumerate(grads):
+        if not np.all(np.isfinite(g)):
+            raise NonFiniteError(f"training iteration {e}: the gradient of parameter {i} contains NaN/Inf")
+
+
 def evaluate(task: Task, params: list, *, solver: dict | None = None, repeats: int = 3) -> dict:
     """Prediction without regularizers: test loss/metrics, prediction NFE, best-of-``repeats`` wall time."""
+    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
+        raise ValueError(f"repeats must be an int ≥ 1, got {repeats!r}")
     solver = dict(solver or {"method": "tsit5", "rtol": 1e-6, "atol": 1e-6})
     solver.pop("adjoint", None)
     batch = task.test_batch()
