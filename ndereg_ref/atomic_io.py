@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 
 __all__ = ["atomic_write_text", "atomic_write_bytes", "atomic_path"]
@@ -32,8 +33,19 @@ def atomic_path(path, suffix=""):
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix + ".tmp", dir=directory)
+    # The real extension stays last (".x.png.tmp" would make matplotlib guess the format "tmp").
+    fd, tmp = tempfile.mkstemp(
+        prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix, dir=directory
+    )
     os.close(fd)
+    # mkstemp creates mode 0600; give the file the mode a plain open() would (or the old file's mode).
+    if os.path.exists(path):
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(tmp, mode)
     try:
         yield tmp
         with open(tmp, "rb") as fh:  # make the bytes durable before the rename makes them visible

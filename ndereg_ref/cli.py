@@ -5,15 +5,23 @@ ndereg-ref reproduce classify --out results/classify
 ndereg-ref trace --problem vdp --method dp5 --convention scipy -o vdp.json
 ndereg-ref crosscheck --against scipy
 ndereg-ref report                            # docs/results.md from results/*/results.json
+
+Errors in the arguments, the output directory or the files read are reported on one line (exit code 2).
+An interrupted ``reproduce`` keeps the previous complete results and its finished runs in <out>/partial/;
+rerunning the same command resumes from them (``--fresh`` recomputes everything).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 EXPERIMENTS = ("spiral", "classify", "spiral-sde")
+
+
+def _fail(prog: str, message) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 2
 
 
 def _reproduce(argv) -> int:
@@ -29,31 +37,54 @@ def _reproduce(argv) -> int:
     ap.add_argument("--iters", type=int, default=None, help="training iterations (override)")
     ap.add_argument("--methods", default=None, help="comma-separated subset of methods")
     ap.add_argument("--progress", action="store_true", help="show progress bars")
-    args = ap.parse_args(argv)
-    from .experiments import run_experiment
-
-    run_experiment(
-        args.experiment,
-        quick=args.quick,
-        out=args.out,
-        n_seeds=args.seeds,
-        iters=args.iters,
-        methods=None if args.methods is None else args.methods.split(","),
-        progress=args.progress,
+    ap.add_argument(
+        "--fresh",
+        action="store_true",
+        help="ignore the finished runs kept in <out>/partial/ and recompute all",
     )
+    args = ap.parse_args(argv)
+    from .experiments.common import ExperimentError, run_experiment
+
+    try:
+        run_experiment(
+            args.experiment,
+            quick=args.quick,
+            out=args.out,
+            n_seeds=args.seeds,
+            iters=args.iters,
+            methods=None if args.methods is None else [m.strip() for m in args.methods.split(",")],
+            progress=args.progress,
+            fresh=args.fresh,
+        )
+    except ExperimentError as exc:  # raised before any training: nothing to keep
+        return _fail(ap.prog, exc)
+    except KeyboardInterrupt:  # run_experiment has printed where the partial results are
+        return 130
     return 0
 
 
 def _report(argv) -> int:
+    from .experiments.report import DEFAULT_OUT, ReportError, build_report
+
     ap = argparse.ArgumentParser(
         prog="ndereg-ref report", description="Write docs/results.md from results/<experiment>/results.json."
     )
-    ap.add_argument("--results", default="results")
-    ap.add_argument("--out", default=os.path.join("docs", "results.md"))
+    ap.add_argument("--results", default="results", help="directory holding <experiment>/results.json")
+    ap.add_argument(
+        "-o",
+        "--out",
+        default=None,
+        help=f"output file (default {DEFAULT_OUT}, which is not overwritten with different content "
+        "unless --force is given)",
+    )
+    ap.add_argument("--force", action="store_true", help=f"overwrite {DEFAULT_OUT} if it differs")
+    ap.add_argument("--allow-quick", action="store_true", help="accept results of --quick runs")
     args = ap.parse_args(argv)
-    from .experiments.report import build_report
-
-    print(build_report(args.results, args.out))
+    try:
+        text = build_report(args.results, args.out, force=args.force, allow_quick=args.allow_quick)
+    except ReportError as exc:
+        return _fail(ap.prog, exc)
+    print(text)
     return 0
 
 

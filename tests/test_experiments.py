@@ -94,12 +94,13 @@ def test_spiral_sde_quick_runs(tmp_path):
 
 
 def test_report_from_results(spiral_run, tmp_path):
-    """``ndereg-ref report`` builds the Markdown from results.json, with the true field's NFE computed."""
+    """``ndereg-ref report`` builds the Markdown from results.json, with the true field's NFE computed
+    (``--allow-quick``: the fixture is a quick run, which the report refuses by default)."""
     import shutil
 
     shutil.copytree(spiral_run, tmp_path / "results" / "spiral")
     out = tmp_path / "results.md"
-    assert main(["report", "--results", str(tmp_path / "results"), "--out", str(out)]) == 0
+    assert main(["report", "--results", str(tmp_path / "results"), "--out", str(out), "--allow-quick"]) == 0
     text = out.read_text()
     assert "| vanilla |" in text and "**ernode**: prediction NFE" in text
     import re

@@ -5,12 +5,10 @@ The same method set as the spiral experiment; TayNODE with K = 2.  Metric: test 
 
 from __future__ import annotations
 
-import os
-
 from ..tasks import AnnuliTask
 from ..train import METHODS, TrainConfig
 from . import plots
-from .common import aggregate, format_table, run_methods, write_outputs
+from .common import PartialStore, aggregate, format_table, run_methods, write_outputs
 
 SOLVER = {"method": "tsit5", "convention": "ordinarydiffeq", "rtol": 1e-5, "atol": 1e-5}
 # From a sweep at seed 0 (200 steps): the largest weights that kept test accuracy at vanilla's (1.0 here);
@@ -30,10 +28,18 @@ WEIGHTS = {
 SRNODE_WEIGHT = 0.01
 FULL = {"iters": 200, "seeds": 3, "lr": 0.01, "n_train": 512}
 QUICK = {"iters": 40, "seeds": 1, "lr": 0.01, "n_train": 256}
+OUTPUT_FILES = ("loss_curves.png", "nfe.png", "step_traces.png")
 
 
 def run(
-    *, quick=False, out="results/classify", n_seeds=None, iters=None, methods=None, progress=False
+    *,
+    quick=False,
+    out="results/classify",
+    n_seeds=None,
+    iters=None,
+    methods=None,
+    progress=False,
+    fresh=False,
 ) -> dict:
     preset = QUICK if quick else FULL
     iters = iters or preset["iters"]
@@ -47,8 +53,15 @@ def run(
             steer_b=0.5, progress=progress,
         )  # fmt: skip
 
-    runs, histories, solutions = run_methods(
-        lambda seed: AnnuliTask(n_train=preset["n_train"], seed=seed), methods, seeds, make_config, SOLVER
+    store = PartialStore(out, "classify", fresh=fresh)
+    runs, plot_data = run_methods(
+        lambda seed: AnnuliTask(n_train=preset["n_train"], seed=seed),
+        methods,
+        seeds,
+        make_config,
+        SOLVER,
+        store,
+        {"n_train": preset["n_train"]},
     )
     summary = aggregate(runs)
     title = f"annuli classification — {len(seeds)} seed(s), {iters} iterations{' (quick)' if quick else ''}"
@@ -64,8 +77,11 @@ def run(
         "n_train": preset["n_train"],
         "taynode_order": 2,
     }
-    write_outputs(out, "classify", summary, settings, table)
-    plots.loss_curves(histories, os.path.join(out, "loss_curves.png"), ylabel="training cross-entropy")
-    plots.nfe_bars(summary, os.path.join(out, "nfe.png"))
-    plots.step_traces(solutions, os.path.join(out, "step_traces.png"))
+    figures = [
+        lambda p: plots.loss_curves(plot_data, p, ylabel="training cross-entropy"),
+        lambda p: plots.nfe_bars(summary, p),
+        lambda p: plots.step_traces(plot_data, p),
+    ]
+    write_outputs(out, "classify", summary, settings, table, list(zip(OUTPUT_FILES, figures)))
+    store.clear()
     return summary

@@ -4,19 +4,35 @@ Every experiment is a list of methods trained on one task with the same seeds.  
 record the final training data loss, the test loss (or accuracy), the training wall time and training NFE,
 and — solving the trained model with no regularizer — the prediction NFE and prediction wall time
 (``ndereg_ref.train.evaluate``).  Tables report mean ± std over seeds and ratios to ``vanilla``.
+
+No lost results: each finished (method, seed) run is written at once, atomically, to
+``<out>/partial/<method>-seed<k>.json`` together with a fingerprint of every setting it depends on; a rerun
+with the same settings loads it instead of training again (a different fingerprint is recomputed, never
+mixed in).  ``results.json``, ``table.md`` and the plots are written to temporary files and moved over the
+previous ones only once the whole run has completed (:mod:`ndereg_ref.atomic_io`), so an interrupted run
+leaves the previous complete results as they were.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import platform
+import sys
+import tempfile
 import time
 from dataclasses import asdict
 
 import numpy as np
 
 from .. import __version__
+from ..atomic_io import atomic_path, atomic_write_text
+
+EXPERIMENTS = ("spiral", "classify", "spiral-sde")
+PARTIAL_DIR = "partial"
+PARTIAL_FORMAT = 1  # version of the partial-file layout; part of the fingerprint
 
 METRICS = [
     # key, column title, format, lower is better
@@ -30,38 +46,171 @@ METRICS = [
 ]
 
 
-def run_methods(make_task, methods, seeds, make_config, solver):
-    """Train every method on every seed and evaluate without regularizer.
+class ExperimentError(ValueError):
+    """A bad setting of a reproduction (unknown experiment or method, bad count, unusable output directory),
+    detected before any training starts.  The message names the bad value."""
 
-    ``make_task(seed)`` → task, ``make_config(method, seed)`` → TrainConfig.  Returns
-    (runs[method] = per-seed metric dicts, and for the first seed the histories and prediction solutions).
+
+def partial_dir(out_dir: str) -> str:
+    return os.path.join(out_dir, PARTIAL_DIR)
+
+
+def fingerprint(run_settings: dict) -> str:
+    """SHA-256 of the canonical JSON (sorted keys, exact float repr) of everything one run depends on."""
+    canonical = json.dumps(run_settings, sort_keys=True, default=_json_default, allow_nan=True)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class PartialStore:
+    """The finished (method, seed) runs of one experiment, one JSON file each under ``<out>/partial/``.
+
+    ``load`` returns a stored run only if its fingerprint equals the current one; ``fresh=True`` ignores
+    every stored run (they are overwritten as the new runs finish).
     """
-    from ..train import evaluate, train
 
-    runs, histories, solutions = {}, {}, {}
+    def __init__(self, out_dir: str, experiment: str, fresh: bool = False, log=None):
+        self.directory = partial_dir(out_dir)
+        self.experiment = experiment
+        self.fresh = fresh
+        self.log = log if log is not None else (lambda msg: print(msg, file=sys.stderr))
+        self.used: list[str] = []
+
+    def path(self, method: str, seed: int) -> str:
+        return os.path.join(self.directory, f"{method}-seed{seed}.json")
+
+    def load(self, method: str, seed: int, fp: str):
+        path = self.path(method, seed)
+        if self.fresh or not os.path.exists(path):
+            return None
+        try:
+            with open(path, encoding="utf-8") as fh:
+                stored = json.load(fh)
+            if not (
+                isinstance(stored, dict)
+                and isinstance(stored.get("record"), dict)
+                and isinstance(stored.get("plot_data"), dict)
+            ):
+                raise ValueError("not a partial result file")
+        except (OSError, ValueError) as exc:  # unreadable: recompute rather than trust it
+            self.log(f"{path}: unreadable ({exc}); recomputing {method} seed {seed}")
+            return None
+        if stored.get("fingerprint") != fp:
+            self.log(f"{path}: computed with different settings; recomputing {method} seed {seed}")
+            return None
+        self.log(f"resumed {method} seed {seed} from {path}")
+        self.used.append(path)
+        return stored
+
+    def save(self, method: str, seed: int, fp: str, run_settings: dict, record: dict, plot_data: dict):
+        os.makedirs(self.directory, exist_ok=True)
+        payload = {
+            "experiment": self.experiment,
+            "method": method,
+            "seed": seed,
+            "fingerprint": fp,
+            "run_settings": run_settings,
+            "record": record,
+            "plot_data": plot_data,
+        }
+        path = self.path(method, seed)
+        atomic_write_text(path, json.dumps(payload, indent=1, default=_json_default))
+        self.used.append(path)
+
+    def clear(self):
+        """Remove the partial files of this run (called once the complete results are written)."""
+        for path in self.used:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        with contextlib.suppress(OSError):  # only if empty: files of other settings stay
+            os.rmdir(self.directory)
+
+
+def run_grid(methods, seeds, run_one, run_settings, store: PartialStore):
+    """For each method and seed: the stored run if its fingerprint matches, else ``run_one(method, seed)``.
+
+    ``run_one`` → (record, plot_data), both JSON-serialisable; ``run_settings(method, seed)`` → the dict of
+    everything that run depends on (fingerprinted).  Returns (runs[method] = per-seed records,
+    plot_data[method] = the first seed's plot data).
+    """
+    runs, plot_data = {}, {}
     for m in methods:
         runs[m] = []
         for seed in seeds:
-            task = make_task(seed)
-            res = train(task, task.init_params(seed), make_config(m, seed))
-            ev = evaluate(task, res.params, solver=solver)
-            hist = res.history
-            record = {
-                "seed": seed,
-                "train_loss": hist[-1].data_loss,
-                "test_loss": ev["test_loss"],
-                "train_time_s": res.train_time_s,
-                "train_nfe": sum(h.nfev_forward + h.nfev_backward for h in hist) / len(hist),
-                "prediction_nfe": ev["prediction_nfe"],
-                "prediction_time_s": ev["prediction_time_s"],
-            }
-            if "test_accuracy" in ev:
-                record["test_accuracy"] = ev["test_accuracy"]
+            settings = {"format": PARTIAL_FORMAT, "package_version": __version__, **run_settings(m, seed)}
+            fp = fingerprint(settings)
+            stored = store.load(m, seed, fp)
+            if stored is not None:
+                record, data = stored["record"], stored["plot_data"]
+            else:
+                record, data = run_one(m, seed)
+                # Round-trip through JSON so a fresh run and a resumed one aggregate identical values.
+                record, data = json.loads(json.dumps([record, data], default=_json_default))
+                store.save(m, seed, fp, settings, record, data)
             runs[m].append(record)
             if seed == seeds[0]:
-                histories[m] = hist
-                solutions[m] = ev["_solution"]
-    return runs, histories, solutions
+                plot_data[m] = data
+    return runs, plot_data
+
+
+def ode_plot_data(history, solution, with_trajectory=False) -> dict:
+    """What the plots need from one ODE run: the loss curve, the accepted steps (t_j, |h_j|, E_j) of the
+    prediction solve and, optionally, its trajectory."""
+    acc = solution.accepted_steps
+    data = {
+        "iteration": [h.iteration for h in history],
+        "data_loss": [h.data_loss for h in history],
+        "step_t": [s.t for s in acc],
+        "step_h": [abs(s.h) for s in acc],
+        "step_error": [s.error_norm for s in acc],
+    }
+    if with_trajectory:
+        data["ts"], data["ys"] = np.asarray(solution.ts).tolist(), np.asarray(solution.ys).tolist()
+    return data
+
+
+def run_methods(
+    make_task,
+    methods,
+    seeds,
+    make_config,
+    solver,
+    store: PartialStore,
+    task_settings=None,
+    with_trajectory=False,
+):
+    """Train every method on every seed and evaluate without regularizer (resuming from ``store``).
+
+    ``make_task(seed)`` → task, ``make_config(method, seed)`` → TrainConfig; ``task_settings`` (dict) is
+    fingerprinted with the config; ``with_trajectory``: keep the prediction trajectory for plotting.
+    Returns (runs[method] = per-seed metric dicts, plot_data[method] of the first seed, see
+    :func:`ode_plot_data`).
+    """
+    from ..train import evaluate, train
+
+    def run_settings(m, seed):
+        config = asdict(make_config(m, seed))
+        config.pop("progress", None)  # display only
+        return {"method": m, "seed": seed, "config": config, "eval_solver": solver, "task": task_settings}
+
+    def run_one(m, seed):
+        task = make_task(seed)
+        res = train(task, task.init_params(seed), make_config(m, seed))
+        ev = evaluate(task, res.params, solver=solver)
+        hist = res.history
+        record = {
+            "seed": seed,
+            "train_loss": hist[-1].data_loss,
+            "test_loss": ev["test_loss"],
+            "train_time_s": res.train_time_s,
+            "train_nfe": sum(h.nfev_forward + h.nfev_backward for h in hist) / len(hist),
+            "prediction_nfe": ev["prediction_nfe"],
+            "prediction_time_s": ev["prediction_time_s"],
+        }
+        if "test_accuracy" in ev:
+            record["test_accuracy"] = ev["test_accuracy"]
+        return record, ode_plot_data(hist, ev["_solution"], with_trajectory=with_trajectory)
+
+    return run_grid(methods, seeds, run_one, run_settings, store)
 
 
 def mean_std(values) -> dict:
@@ -109,10 +258,14 @@ def format_table(summary: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(out_dir: str, name: str, summary: dict, settings: dict, table: str) -> None:
+def write_outputs(out_dir: str, name: str, summary: dict, settings: dict, table: str, plots=()) -> None:
+    """Write table.md, results.json and the plots, replacing the previous files only if all succeed.
+
+    ``plots``: (file name, function(path)) pairs.  Every file is first written to a temporary file next to
+    its target; the temporaries are moved over the targets (``os.replace``) only after the last one is
+    written, so a failure in any plot leaves every previous output untouched.
+    """
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "table.md"), "w") as fh:
-        fh.write(table)
     payload = {
         "experiment": name,
         "package_version": __version__,
@@ -121,8 +274,16 @@ def write_outputs(out_dir: str, name: str, summary: dict, settings: dict, table:
         "settings": settings,
         "methods": summary,
     }
-    with open(os.path.join(out_dir, "results.json"), "w") as fh:
-        json.dump(payload, fh, indent=2, default=_json_default)
+    targets = [os.path.join(out_dir, f) for f in ("results.json", "table.md", *(f for f, _ in plots))]
+    with contextlib.ExitStack() as stack:
+        # The stack unwinds in reverse: plots, table.md, then results.json (the mark of a complete run) last.
+        tmp = {t: stack.enter_context(atomic_path(t, suffix=os.path.splitext(t)[1])) for t in targets}
+        with open(tmp[targets[0]], "w", encoding="utf-8") as fh:
+            json.dump(payload, fh, indent=2, default=_json_default)
+        with open(tmp[targets[1]], "w", encoding="utf-8") as fh:
+            fh.write(table)
+        for target, (_, draw) in zip(targets[2:], plots):
+            draw(tmp[target])
 
 
 def _json_default(o):
@@ -135,12 +296,92 @@ def _json_default(o):
     return str(o)
 
 
+def check_output_dir(out_dir: str, output_files=()) -> None:
+    """Create ``out_dir`` (and its ``partial/``) and prove it writable before any training starts."""
+    for d in (out_dir, partial_dir(out_dir)):
+        if os.path.exists(d) and not os.path.isdir(d):
+            raise ExperimentError(f"output path {d!r} exists and is not a directory")
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as exc:
+            reason = exc.strerror or exc
+            raise ExperimentError(f"output directory {d!r} cannot be created: {reason}") from None
+        try:  # a real write is the reliable test (os.access uses the real uid and says yes to root)
+            fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=d)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise ExperimentError(f"output directory {d!r} is not writable: {exc.strerror or exc}") from None
+    for f in ("results.json", "table.md", *output_files):
+        if os.path.isdir(os.path.join(out_dir, f)):
+            raise ExperimentError(f"cannot write {os.path.join(out_dir, f)!r}: it is a directory")
+
+
+def _check_count(name: str, value):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ExperimentError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_methods(methods, known) -> list | None:
+    if methods is None:
+        return None
+    methods = list(methods)
+    if not methods:
+        raise ExperimentError(f"methods is empty; expected some of {', '.join(known)}")
+    for m in methods:
+        if m not in known:
+            raise ExperimentError(f"unknown method {m!r}; expected one of {', '.join(known)}")
+    dup = sorted({m for m in methods if methods.count(m) > 1})
+    if dup:
+        raise ExperimentError(f"method {dup[0]!r} given more than once")
+    return methods
+
+
+def interrupted_message(name: str, out_dir: str, exc: BaseException) -> str:
+    """The one line printed when a reproduction stops before writing its complete results."""
+    pdir = partial_dir(out_dir)
+    n = len([f for f in os.listdir(pdir) if f.endswith(".json")]) if os.path.isdir(pdir) else 0
+    kept = (
+        f"the previous complete results in {out_dir} were kept"
+        if os.path.exists(os.path.join(out_dir, "results.json"))
+        else f"no complete results were written to {out_dir}"
+    )
+    return (
+        f"ndereg-ref reproduce {name}: stopped ({type(exc).__name__}); partial results of finished "
+        f"(method, seed) runs are in {pdir}/ ({n} file(s); rerun the same command to resume, --fresh to "
+        f"start over); {kept}."
+    )
+
+
 def run_experiment(
-    name: str, *, quick=False, out=None, n_seeds=None, iters=None, methods=None, progress=False
+    name: str, *, quick=False, out=None, n_seeds=None, iters=None, methods=None, progress=False, fresh=False
 ) -> dict:
-    """Dispatch to the experiment module; returns the summary dict also written to results.json."""
+    """Dispatch to the experiment module; returns the summary dict also written to results.json.
+
+    Bad settings raise :class:`ExperimentError` before any training.  Finished (method, seed) runs are kept
+    in ``<out>/partial/`` and reused by a rerun with the same settings (``fresh=True``: recompute all); on
+    an interruption one line on stderr says where they are, and the exception propagates.
+    """
     import importlib
 
+    if name not in EXPERIMENTS:
+        raise ExperimentError(f"unknown experiment {name!r}; expected one of {', '.join(EXPERIMENTS)}")
     module = importlib.import_module(f".{name.replace('-', '_')}", __package__)
+    methods = _check_methods(methods, module.METHODS)
+    _check_count("n_seeds (--seeds)", n_seeds)
+    _check_count("iters (--iters)", iters)
     out = out or os.path.join("results", name)
-    return module.run(quick=quick, out=out, n_seeds=n_seeds, iters=iters, methods=methods, progress=progress)
+    check_output_dir(out, module.OUTPUT_FILES)
+    try:
+        return module.run(
+            quick=quick,
+            out=out,
+            n_seeds=n_seeds,
+            iters=iters,
+            methods=methods,
+            progress=progress,
+            fresh=fresh,
+        )
+    except BaseException as exc:
+        print(interrupted_message(name, out, exc), file=sys.stderr)
+        raise

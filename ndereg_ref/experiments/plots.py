@@ -1,6 +1,9 @@
 """Figures of the reproductions (matplotlib, Agg backend: files only, no screen needed).
 
 Every figure is FIGSIZE inches at DPI dots per inch, i.e. 960 × 600 pixels, so tests can check the files.
+The functions take plain data (lists, as stored in the partial result files of ``common.run_grid``), so a
+resumed run draws the same figures as an uninterrupted one.  Callers pass a temporary path
+(``atomic_io.atomic_path``); the format is therefore given explicitly instead of taken from the file name.
 """
 
 from __future__ import annotations
@@ -18,17 +21,19 @@ DPI = 100
 
 
 def _save(fig, path):
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    try:
+        fig.tight_layout()
+        fig.savefig(path, dpi=DPI, format="png")
+    finally:  # an open figure per failed save would pile up in a long session
+        plt.close(fig)
     return path
 
 
-def loss_curves(histories: dict, path: str, ylabel="training data loss") -> str:
-    """histories[method] = list of IterationRecord (first seed)."""
+def loss_curves(curves: dict, path: str, ylabel="training data loss") -> str:
+    """curves[method] = {"iteration": [...], "data_loss": [...]} (first seed)."""
     fig, ax = plt.subplots(figsize=FIGSIZE)
-    for m, hist in histories.items():
-        ax.semilogy([h.iteration for h in hist], [max(h.data_loss, 1e-16) for h in hist], label=m)
+    for m, c in curves.items():
+        ax.semilogy(c["iteration"], [max(v, 1e-16) for v in c["data_loss"]], label=m)
     ax.set_xlabel("iteration")
     ax.set_ylabel(ylabel)
     ax.legend(ncol=3, fontsize=8)
@@ -51,14 +56,15 @@ def nfe_bars(summary: dict, path: str) -> str:
     return _save(fig, path)
 
 
-def step_traces(solutions: dict, path: str) -> str:
-    """Accepted step sizes h_j and error estimates E_j along t for each method's prediction solve."""
+def step_traces(traces: dict, path: str) -> str:
+    """Accepted step sizes |h_j| and error estimates E_j along t for each method's prediction solve.
+
+    traces[method] = {"step_t": [t_j], "step_h": [|h_j|], "step_error": [E_j]} (``common.ode_plot_data``).
+    """
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=FIGSIZE, sharex=True)
-    for m, sol in solutions.items():
-        acc = sol.accepted_steps
-        t = [s.t for s in acc]
-        ax1.semilogy(t, [abs(s.h) for s in acc], ".-", label=m)
-        ax2.semilogy(t, [max(s.error_norm, 1e-16) for s in acc], ".-", label=m)
+    for m, tr in traces.items():
+        ax1.semilogy(tr["step_t"], tr["step_h"], ".-", label=m)
+        ax2.semilogy(tr["step_t"], [max(e, 1e-16) for e in tr["step_error"]], ".-", label=m)
     ax1.set_ylabel("step size |h_j|")
     ax2.set_ylabel("error estimate E_j")
     ax2.set_xlabel("t")
@@ -68,9 +74,11 @@ def step_traces(solutions: dict, path: str) -> str:
 
 
 def trajectories(ts_data, ys_data, predictions: dict, path: str) -> str:
+    """predictions[method] = (ts, ys) of the prediction solve, ys of shape (len(ts), 2)."""
     fig, ax = plt.subplots(figsize=FIGSIZE)
     ax.plot(ys_data[:, 0], ys_data[:, 1], "ko", ms=4, label="data")
     for m, (_, ys) in predictions.items():
+        ys = np.asarray(ys)
         ax.plot(ys[:, 0], ys[:, 1], "-", lw=1.2, label=m)
     ax.set_xlabel("u1")
     ax.set_ylabel("u2")
@@ -85,7 +93,10 @@ def ensure_dir(path):
 
 
 def sample_paths(ts, paths_by_method: dict, data_mean, data_std, path: str) -> str:
-    """SDE: mean ± std bands of the learned model per method against the data moments."""
+    """SDE: mean ± std bands of the learned model per method against the data moments.
+
+    paths_by_method[method] = (mean, std), each of shape (len(ts), 2).
+    """
     fig, axes = plt.subplots(1, 2, figsize=FIGSIZE)
     for k, ax in enumerate(axes):
         ax.plot(ts, data_mean[:, k], "k-", lw=2, label="data mean")
@@ -93,7 +104,7 @@ def sample_paths(ts, paths_by_method: dict, data_mean, data_std, path: str) -> s
             ts, data_mean[:, k] - data_std[:, k], data_mean[:, k] + data_std[:, k], color="k", alpha=0.15
         )
         for m, (mean, _) in paths_by_method.items():
-            ax.plot(ts, mean[:, k], "-", label=m)
+            ax.plot(ts, np.asarray(mean)[:, k], "-", label=m)
         ax.set_xlabel("t")
         ax.set_ylabel(f"u{k + 1}")
     axes[0].legend(fontsize=8)

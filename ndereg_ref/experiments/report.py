@@ -3,23 +3,177 @@
 Generated, never edited by hand: every sentence comparing our ratios with the papers' is computed from the
 numbers in the JSON files (DESIGN §8: NFE 0.556–0.733× of vanilla, prediction 1.3–2× faster, TayNODE's
 training-time cost).
+
+Trust at the edges: every ``results.json`` is validated before use (its solver settings are passed to a
+solver), quick runs are refused unless ``allow_quick``, and ``docs/results.md`` is not overwritten with
+different content unless ``force`` (or an explicit output path) is given.  Problems raise
+:class:`ReportError` with a one-line message naming the file and the field.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 
-from .common import format_table
+from ..atomic_io import atomic_write_text
+from .common import EXPERIMENTS, METRICS, format_table
 
+DEFAULT_OUT = os.path.join("docs", "results.md")
+SOLVER_KEYS = ("method", "convention", "rtol", "atol", "adjoint")
 PAPER_NFE_RATIO = (0.556, 0.733)
 PAPER_SPEEDUP = (1.3, 2.0)
 SOLVER_HEURISTIC = ("ernode", "srnode", "ernode+srnode", "local_unbiased", "local_biased", "ernsde")
 
 
+class ReportError(ValueError):
+    """A results file that cannot be used, or an output that must not be overwritten (one-line message)."""
+
+
 def _load(path):
-    with open(path) as fh:
-        return json.load(fh)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"cannot parse {path}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ReportError(f"cannot parse {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ReportError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _short(value) -> str:
+    r = repr(value)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+class _Checker:
+    """Field checks of one results.json; every failure names the file and the dotted field."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def fail(self, field, what, value):
+        raise ReportError(f"{self.path}: field {field} must be {what}, got {_short(value)}")
+
+    def obj(self, value, field) -> dict:
+        if not isinstance(value, dict):
+            self.fail(field, "a JSON object", value)
+        return value
+
+    def get(self, parent: dict, key, field):
+        if key not in parent:
+            raise ReportError(f"{self.path}: missing field {field}")
+        return parent[key]
+
+    def real(self, value, field, *, positive=False, nonneg=False, none_ok=False):
+        if value is None and none_ok:
+            return value
+        if not _is_real(value) or not math.isfinite(value):
+            self.fail(field, "a finite number" + (" or null" if none_ok else ""), value)
+        if positive and not value > 0:
+            self.fail(field, "a positive number", value)
+        if nonneg and value < 0:
+            self.fail(field, "a non-negative number", value)
+        return value
+
+    def integer(self, value, field, lo):
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+            self.fail(field, f"an integer ≥ {lo}", value)
+        return value
+
+    def choice(self, value, field, known):
+        if not isinstance(value, str) or value not in known:
+            self.fail(field, f"one of {', '.join(known)}", value)
+        return value
+
+
+def validate_results(res, path: str, name: str) -> dict:
+    """Check a loaded ``results.json`` of experiment ``name`` field by field before any of it is used.
+
+    Solver options (``settings.solver``) must be a known tableau (``ndereg_ref.TABLEAUS``, or
+    ``SDE_TABLEAUS`` for spiral-sde), a known convention (``CONVENTIONS``) and adjoint (``ADJOINTS``),
+    finite positive tolerances and no other key; task sizes positive integers; every metric a finite
+    mean ± std; ratios finite or null.  Raises :class:`ReportError` naming the first bad field.
+    """
+    from .. import CONVENTIONS, SDE_TABLEAUS, TABLEAUS
+    from ..adjoint import ADJOINTS
+    from ..train import METHODS as ODE_METHODS
+    from .spiral_sde import METHODS as SDE_METHODS
+
+    c = _Checker(path)
+    if not isinstance(res, dict):
+        raise ReportError(f"{path}: expected a JSON object at the top level, got {type(res).__name__}")
+    if c.get(res, "experiment", "experiment") != name:
+        c.fail("experiment", repr(name), res["experiment"])
+    if not isinstance(c.get(res, "generated", "generated"), str):
+        c.fail("generated", "a string", res["generated"])
+    s = c.obj(c.get(res, "settings", "settings"), "settings")
+    if not isinstance(c.get(s, "quick", "settings.quick"), bool):
+        c.fail("settings.quick", "true or false", s["quick"])
+    c.integer(c.get(s, "iters", "settings.iters"), "settings.iters", 1)
+    seeds = c.get(s, "seeds", "settings.seeds")
+    if not isinstance(seeds, list) or not seeds:
+        c.fail("settings.seeds", "a non-empty list of integers", seeds)
+    for i, seed in enumerate(seeds):
+        c.integer(seed, f"settings.seeds[{i}]", 0)
+
+    solver = c.obj(c.get(s, "solver", "settings.solver"), "settings.solver")
+    for key in solver:
+        if key not in SOLVER_KEYS:
+            raise ReportError(f"{path}: unknown solver option settings.solver.{key}; expected {SOLVER_KEYS}")
+    tableaus = SDE_TABLEAUS if name == "spiral-sde" else TABLEAUS
+    c.choice(c.get(solver, "method", "settings.solver.method"), "settings.solver.method", tuple(tableaus))
+    if "convention" in solver:
+        c.choice(solver["convention"], "settings.solver.convention", tuple(CONVENTIONS))
+    if "adjoint" in solver:
+        c.choice(solver["adjoint"], "settings.solver.adjoint", ADJOINTS)
+    for tol in ("rtol", "atol"):
+        c.real(c.get(solver, tol, f"settings.solver.{tol}"), f"settings.solver.{tol}", positive=True)
+
+    known = SDE_METHODS if name == "spiral-sde" else ODE_METHODS
+    for key, none_ok in (("weights", False), ("weights_final", True)):
+        if key in s:
+            for m, w in c.obj(s[key], f"settings.{key}").items():
+                c.choice(m, f"settings.{key} (method name)", known)
+                c.real(w, f"settings.{key}.{m}", nonneg=True, none_ok=none_ok)
+    if name == "spiral":
+        task = c.obj(c.get(s, "task", "settings.task"), "settings.task")
+        c.integer(c.get(task, "hidden", "settings.task.hidden"), "settings.task.hidden", 1)
+        c.integer(c.get(task, "n_points", "settings.task.n_points"), "settings.task.n_points", 2)
+        c.real(c.get(task, "t_end", "settings.task.t_end"), "settings.task.t_end", positive=True)
+
+    methods = c.obj(c.get(res, "methods", "methods"), "methods")
+    if not methods:
+        c.fail("methods", "a non-empty object", methods)
+    first = next(iter(methods))
+    columns = [k for k, _, _ in METRICS if isinstance(methods[first], dict) and k in methods[first]]
+    for m, entry in methods.items():
+        c.choice(m, "methods (method name)", known)
+        entry = c.obj(entry, f"methods.{m}")
+        for k in dict.fromkeys(["prediction_nfe", *columns]):  # ordered: the same first error every time
+            stat = c.obj(c.get(entry, k, f"methods.{m}.{k}"), f"methods.{m}.{k}")
+            c.real(c.get(stat, "mean", f"methods.{m}.{k}.mean"), f"methods.{m}.{k}.mean")
+            c.real(c.get(stat, "std", f"methods.{m}.{k}.std"), f"methods.{m}.{k}.std", nonneg=True)
+        if "vanilla" in methods:
+            field = f"methods.{m}.ratios_to_vanilla"
+            ratios = c.obj(c.get(entry, "ratios_to_vanilla", field), field)
+            for k, r in ratios.items():
+                c.real(r, f"methods.{m}.ratios_to_vanilla.{k}", none_ok=True)
+            c.real(
+                c.get(ratios, "prediction_nfe", f"methods.{m}.ratios_to_vanilla.prediction_nfe"),
+                f"methods.{m}.ratios_to_vanilla.prediction_nfe",
+                positive=True,
+            )
+    if "vanilla" in methods:
+        c.real(
+            methods["vanilla"]["prediction_nfe"]["mean"], "methods.vanilla.prediction_nfe.mean", positive=True
+        )
+    return res
 
 
 def _discussion(name: str, methods: dict) -> list[str]:
@@ -88,7 +242,15 @@ def _spiral_floor(res: dict) -> str:
     )
 
 
-def build_report(results_dir: str = "results", out: str = "docs/results.md") -> str:
+def build_report(
+    results_dir: str = "results", out: str | None = None, *, force: bool = False, allow_quick: bool = False
+) -> str:
+    """Assemble the report from ``<results_dir>/<experiment>/results.json`` and write it to ``out``.
+
+    ``out=None`` writes :data:`DEFAULT_OUT`, but only if it does not exist yet, already holds the same text,
+    or ``force`` is set; an explicit ``out`` is written (atomically) as asked.  Results of ``--quick`` runs
+    are refused unless ``allow_quick`` (their sections are then marked "quick run").
+    """
     sections = [
         "# Reproduction results",
         "",
@@ -98,15 +260,25 @@ def build_report(results_dir: str = "results", out: str = "docs/results.md") -> 
         "prediction 1.3–2× faster; TayNODE reaches low NFE at ~7× the training time.",
         "",
     ]
+    if os.path.exists(results_dir) and not os.path.isdir(results_dir):
+        raise ReportError(f"results directory {results_dir!r} is not a directory")
+    if not os.path.isdir(results_dir):
+        raise ReportError(f"results directory {results_dir!r} does not exist: run ndereg-ref reproduce first")
     found = False
-    for name in ("spiral", "classify", "spiral-sde"):
+    for name in EXPERIMENTS:
         path = os.path.join(results_dir, name, "results.json")
         if not os.path.exists(path):
             continue
         found = True
-        res = _load(path)
+        res = validate_results(_load(path), path, name)
         s = res["settings"]
-        sections.append(format_table(res["methods"], f"{name} (generated {res['generated']})"))
+        if s["quick"] and not allow_quick:
+            raise ReportError(
+                f"{path} is from a --quick run (settings.quick is true); the report is for full runs: "
+                "rerun without --quick, or pass --allow-quick"
+            )
+        quick = " — quick run" if s["quick"] else ""
+        sections.append(format_table(res["methods"], f"{name} (generated {res['generated']}){quick}"))
         sections.append(
             f"Settings: iterations {s.get('iters')}, seeds {s.get('seeds')}, solver {s.get('solver')}, "
             f"weights {s.get('weights')}"
@@ -117,17 +289,33 @@ def build_report(results_dir: str = "results", out: str = "docs/results.md") -> 
             )
         )
         sections.append("")
-        if name == "spiral":
+        if name == "spiral" and "vanilla" in res["methods"]:
             sections.append(_spiral_floor(res))
             sections.append("")
         sections.extend(_discussion(name, res["methods"]))
         sections.append("")
     if not found:
-        raise FileNotFoundError(
+        raise ReportError(
             f"no results.json under {results_dir}/<experiment>/: run ndereg-ref reproduce first"
         )
     text = "\n".join(sections) + "\n"
-    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    with open(out, "w") as fh:
-        fh.write(text)
+    target = DEFAULT_OUT if out is None else out
+    if out is None and not force and os.path.exists(target) and _read_or_none(target) != text:
+        raise ReportError(
+            f"{target} exists and differs from the new report; pass --force to overwrite it, "
+            "or -o PATH to write elsewhere"
+        )
+    try:
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        atomic_write_text(target, text)
+    except OSError as exc:
+        raise ReportError(f"cannot write {target}: {exc.strerror or exc}") from None
     return text
+
+
+def _read_or_none(path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except (OSError, UnicodeDecodeError):
+        return None

@@ -5,12 +5,10 @@ Model: tanh MLP on u³ (hidden 50), Tsit5, fitted to 30 points of du/dt = A u³ 
 
 from __future__ import annotations
 
-import os
-
 from ..tasks import SpiralTask
 from ..train import METHODS, TrainConfig
 from . import plots
-from .common import aggregate, format_table, run_methods, write_outputs
+from .common import PartialStore, aggregate, format_table, run_methods, write_outputs
 
 SOLVER = {"method": "tsit5", "convention": "ordinarydiffeq", "rtol": 1e-6, "atol": 1e-6}
 # Regularization weights λ: (λ0, λ1) of the exponential annealing λ(e) = λ0 (λ1/λ0)^(e/E), strong early and
@@ -38,10 +36,13 @@ QUICK_WEIGHTS = {
 }  # fmt: skip
 SRNODE_WEIGHT = 0.01  # R_S relative to λ in ernode+srnode
 FULL = {"iters": 300, "seeds": 3, "lr": 0.03}
+OUTPUT_FILES = ("loss_curves.png", "nfe.png", "step_traces.png", "trajectories.png")
 QUICK = {"iters": 100, "seeds": 1, "lr": 0.03}
 
 
-def run(*, quick=False, out="results/spiral", n_seeds=None, iters=None, methods=None, progress=False) -> dict:
+def run(
+    *, quick=False, out="results/spiral", n_seeds=None, iters=None, methods=None, progress=False, fresh=False
+) -> dict:
     preset = QUICK if quick else FULL
     weights = QUICK_WEIGHTS if quick else WEIGHTS
     iters = iters or preset["iters"]
@@ -57,8 +58,12 @@ def run(*, quick=False, out="results/spiral", n_seeds=None, iters=None, methods=
             progress=progress,
         )  # fmt: skip
 
-    runs, histories, solutions = run_methods(lambda seed: task, methods, seeds, make_config, SOLVER)
-    preds = {m: (sol.ts, sol.ys) for m, sol in solutions.items()}
+    task_settings = {"hidden": task.hidden, "n_points": task.n_points, "t_end": task.t_end}
+    store = PartialStore(out, "spiral", fresh=fresh)
+    runs, plot_data = run_methods(
+        lambda seed: task, methods, seeds, make_config, SOLVER, store, task_settings, with_trajectory=True
+    )
+    preds = {m: (d["ts"], d["ys"]) for m, d in plot_data.items()}
     summary = aggregate(runs)
     title = f"spiral neural ODE — {len(seeds)} seed(s), {iters} iterations{' (quick)' if quick else ''}"
     table = format_table(summary, title)
@@ -72,11 +77,14 @@ def run(*, quick=False, out="results/spiral", n_seeds=None, iters=None, methods=
         "weights": {m: weights[m][0] for m in methods},
         "weights_final": {m: weights[m][1] for m in methods},
         "srnode_weight_in_combination": SRNODE_WEIGHT,
-        "task": {"hidden": task.hidden, "n_points": task.n_points, "t_end": task.t_end},
+        "task": task_settings,
     }
-    write_outputs(out, "spiral", summary, settings, table)
-    plots.loss_curves(histories, os.path.join(out, "loss_curves.png"))
-    plots.nfe_bars(summary, os.path.join(out, "nfe.png"))
-    plots.step_traces(solutions, os.path.join(out, "step_traces.png"))
-    plots.trajectories(task.ts, task.ys, preds, os.path.join(out, "trajectories.png"))
+    figures = [
+        lambda p: plots.loss_curves(plot_data, p),
+        lambda p: plots.nfe_bars(summary, p),
+        lambda p: plots.step_traces(plot_data, p),
+        lambda p: plots.trajectories(task.ts, task.ys, preds, p),
+    ]
+    write_outputs(out, "spiral", summary, settings, table, list(zip(OUTPUT_FILES, figures)))
+    store.clear()
     return summary

@@ -10,7 +10,6 @@ Solver: adaptive SRIW1 at abstol = reltol = 0.3 as in the paper.
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
@@ -21,13 +20,15 @@ from ..neural_sde import NeuralSDE, moment_matching_loss, spiral_sde_data
 from ..sde import sdeint_regularized
 from ..train import Adam, IterationRecord
 from . import plots
-from .common import aggregate, format_table, write_outputs
+from .common import PartialStore, aggregate, format_table, run_grid, write_outputs
 
 METHODS = ["vanilla", "ernsde", "local_unbiased", "local_biased"]
 SOLVER = {"method": "sriw1", "rtol": 0.3, "atol": 0.3}
 WEIGHTS = {"vanilla": 0.0, "ernsde": 1.0, "local_unbiased": 1.0, "local_biased": 1.0}
 FULL = {"iters": 300, "seeds": 3, "lr": 0.03, "batch": 50, "n_data": 10000, "n_test": 200}
 QUICK = {"iters": 40, "seeds": 1, "lr": 0.03, "batch": 50, "n_data": 2000, "n_test": 100}
+DATA_SEED = 12345
+OUTPUT_FILES = ("loss_curves.png", "nfe.png", "moments.png")
 
 
 def _solve(model, params, data, n, seed, method, rng=None, **kw):
@@ -101,35 +102,53 @@ def evaluate_one(model, params, data, n_test, seed):
 
 
 def run(
-    *, quick=False, out="results/spiral-sde", n_seeds=None, iters=None, methods=None, progress=False
+    *,
+    quick=False,
+    out="results/spiral-sde",
+    n_seeds=None,
+    iters=None,
+    methods=None,
+    progress=False,
+    fresh=False,
 ) -> dict:
     preset = QUICK if quick else FULL
     iters = iters or preset["iters"]
     seeds = list(range(n_seeds or preset["seeds"]))
     methods = methods or METHODS
-    data = spiral_sde_data(preset["n_data"], rng=12345)
+    data = spiral_sde_data(preset["n_data"], rng=DATA_SEED)
     model = NeuralSDE()
-    runs, histories, bands = {}, {}, {}
-    for m in methods:
-        runs[m] = []
-        for seed in seeds:
-            params, hist, t_train = train_one(model, data, m, seed, iters, preset["lr"], preset["batch"])
-            ev = evaluate_one(model, params, data, preset["n_test"], seed)
-            runs[m].append(
-                {
-                    "seed": seed,
-                    "train_loss": hist[-1].data_loss,
-                    "test_loss": ev["test_loss"],
-                    "train_time_s": t_train,
-                    "train_nfe": float(np.mean([h.nfev_forward for h in hist])),
-                    "prediction_nfe": ev["prediction_nfe"],
-                    "prediction_time_s": ev["prediction_time_s"],
-                }
-            )
-            if seed == seeds[0]:
-                histories[m] = hist
-                xs = ev["_xs"]
-                bands[m] = (xs.mean(axis=1), xs.std(axis=1))
+
+    def run_settings(m, seed):
+        return {
+            "method": m, "seed": seed, "iters": iters, "lr": preset["lr"], "batch": preset["batch"],
+            "n_data": preset["n_data"], "n_test": preset["n_test"], "data_seed": DATA_SEED, "solver": SOLVER,
+            "weight": WEIGHTS[m],
+        }  # fmt: skip
+
+    def run_one(m, seed):
+        params, hist, t_train = train_one(model, data, m, seed, iters, preset["lr"], preset["batch"])
+        ev = evaluate_one(model, params, data, preset["n_test"], seed)
+        record = {
+            "seed": seed,
+            "train_loss": hist[-1].data_loss,
+            "test_loss": ev["test_loss"],
+            "train_time_s": t_train,
+            "train_nfe": float(np.mean([h.nfev_forward for h in hist])),
+            "prediction_nfe": ev["prediction_nfe"],
+            "prediction_time_s": ev["prediction_time_s"],
+        }
+        xs = ev["_xs"]
+        plot_data = {
+            "iteration": [h.iteration for h in hist],
+            "data_loss": [h.data_loss for h in hist],
+            "mean": xs.mean(axis=1),
+            "std": xs.std(axis=1),
+        }
+        return record, plot_data
+
+    store = PartialStore(out, "spiral-sde", fresh=fresh)
+    runs, plot_data = run_grid(methods, seeds, run_one, run_settings, store)
+    bands = {m: (d["mean"], d["std"]) for m, d in plot_data.items()}
     summary = aggregate(runs)
     title = f"spiral neural SDE — {len(seeds)} seed(s), {iters} iterations{' (quick)' if quick else ''}"
     table = format_table(summary, title)
@@ -145,8 +164,11 @@ def run(
         "data_trajectories": preset["n_data"],
         "test_trajectories": preset["n_test"],
     }
-    write_outputs(out, "spiral-sde", summary, settings, table)
-    plots.loss_curves(histories, os.path.join(out, "loss_curves.png"), ylabel="moment-matching loss")
-    plots.nfe_bars(summary, os.path.join(out, "nfe.png"))
-    plots.sample_paths(data.ts, bands, data.mean, np.sqrt(data.var), os.path.join(out, "moments.png"))
+    figures = [
+        lambda p: plots.loss_curves(plot_data, p, ylabel="moment-matching loss"),
+        lambda p: plots.nfe_bars(summary, p),
+        lambda p: plots.sample_paths(data.ts, bands, data.mean, np.sqrt(data.var), p),
+    ]
+    write_outputs(out, "spiral-sde", summary, settings, table, list(zip(OUTPUT_FILES, figures)))
+    store.clear()
     return summary
