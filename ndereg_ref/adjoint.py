@@ -50,6 +50,7 @@ from autograd.extend import defvjp_argnums, primitive
 from autograd.tracer import getval
 
 from .conventions import get_convention
+from .errors import NonFiniteError
 from .solve import (
     Solution,
     _flat_field,
@@ -237,6 +238,9 @@ def _make_context(
     ts = np.asarray(ts, dtype=float)
     if ts.ndim != 1 or ts.size < 2:
         raise ValueError("ts must be a 1-D array of at least two times (ts[0] = t0, ts[-1] = t1)")
+    if not np.all(np.isfinite(ts)):
+        i = int(np.argmin(np.isfinite(ts)))
+        raise ValueError(f"ts must be finite, got ts[{i}] = {float(ts[i])!r}")
     d = np.diff(ts)
     if not (np.all(d > 0) or np.all(d < 0)):
         raise ValueError("ts must be strictly monotonic (increasing, or decreasing to integrate backwards)")
@@ -360,6 +364,7 @@ def _error_norm_vjp(tableau, K, h, y, y_new, rtol, atol, E_bar):
         ∂E/∂z = z/(nE) with z = y_err/sc;  ȳ_err = z̄/sc;  s̄c = −z̄ z/sc;  K̄ = h e ⊗ ȳ_err
         ∂max(a, b)/∂a = 1 if a > b, ½ if a = b (autograd's convention), ∂|y|/∂y = sign(y).
 
+    Components with sc = 0 (atol = 0) contribute nothing: an accepted step has y_err = 0 there.
     DOP853's combined norm is differentiated with autograd (it is not on the neural-ODE fast path).
     """
     if tableau.e3 is not None:
@@ -370,6 +375,11 @@ def _error_norm_vjp(tableau, K, h, y, y_new, rtol, atol, E_bar):
     ay, an = np.abs(y), np.abs(y_new)
     sc = atol + np.maximum(ay, an) * rtol
     y_err = np.dot(K.T, tableau.e) * h
+    if np.any(sc == 0):
+        # atol = 0 and a component at 0 in y_n and y_{n+1}: the norm's rule (0/0 := 0, x/0 := inf) makes an
+        # accepted step's y_err there exactly 0, so the component contributes 0 and has no cotangent
+        # (dividing by 1 instead of 0 gives exactly that without a 0/0).
+        sc = np.where(sc == 0, 1.0, sc)
     z = y_err / sc
     n = z.size
     E = np.sqrt(np.dot(z, z)) / n**0.5
@@ -407,12 +417,41 @@ def _stiffness_vjp(tableau, K, Y, h, variant, S_bar):
     return Kb, Yb
 
 
+def _check_incoming_cotangents(g_ys, g_E, g_S):
+    """The cotangents handed to the sweep (∂L/∂ys, ∂L/∂E_j, ∂L/∂S_j) must be finite: a NaN loss would
+    otherwise come back as a NaN gradient with no error."""
+    for name, g in (("the outputs ys", g_ys), ("the error norms E_j", g_E), ("the stiffness S_j", g_S)):
+        if not np.all(np.isfinite(g)):
+            raise NonFiniteError(
+                f"the incoming cotangent of {name} contains NaN/Inf (the loss or its gradient is not finite)"
+            )
+
+
+def _check_step_cotangents(index, t, h, state_parts, theta_bar, where):
+    """Raise :class:`NonFiniteError` naming the step and the cotangent (state or parameters) if the adjoint
+    accumulated so far is not finite.  Called once per step, on the carried quantities: O(n + p)."""
+    step = f"step {index} (t={float(t)!r}" + ("" if h is None else f", h={float(h)!r}") + ")"
+    if not all(np.all(np.isfinite(a)) for a in state_parts):
+        raise NonFiniteError(
+            f"{where}: the state cotangent ∂L/∂y became NaN/Inf in {step}; the vector field's VJP "
+            "(its .vjp method or autograd's) returned a non-finite value there",
+            t=float(t),
+        )
+    if not np.all(np.isfinite(theta_bar)):
+        raise NonFiniteError(
+            f"{where}: the parameter cotangent ∂L/∂θ became NaN/Inf in {step}; the vector field's VJP "
+            "(its .vjp method or autograd's) returned a non-finite value there",
+            t=float(t),
+        )
+
+
 def discrete_adjoint_sweep(ctx: _Context, g_ys, g_E, g_S, *, record: bool = False) -> AdjointSweep:
     """Reverse sweep over the accepted steps of ``ctx.result`` (module docstring for the formulas).
 
     g_ys : (n_outputs, n) cotangents of the outputs; g_E, g_S : (N,) cotangents of each step's E_j, S_j.
     Returns ∂L/∂y0 (flat), ∂L/∂θ (flat) and, with ``record``, one :class:`AdjointStepRecord` per step.
     """
+    _check_incoming_cotangents(g_ys, g_E, g_S)
     res = ctx.result
     tab = res.tableau
     A, b, c = tab.A, tab.b, tab.c
@@ -513,6 +552,9 @@ def discrete_adjoint_sweep(ctx: _Context, g_ys, g_E, g_S, *, record: bool = Fals
         yb += Yb[0]  # Y_1 = y_n
         carry_k1 = Kb[0]
         lam = yb
+        # One check per step on what is carried on (NaN propagates, so a bad VJP anywhere in the step
+        # shows up here), instead of one per VJP call.
+        _check_step_cotangents(j, t, h, (lam, carry_k1), theta_bar, "discrete adjoint")
         if record:
             records.append(
                 AdjointStepRecord(
@@ -532,6 +574,7 @@ def discrete_adjoint_sweep(ctx: _Context, g_ys, g_E, g_S, *, record: bool = Fals
         dy, dth = ctx.vjp_f(ctx.t0, ctx.y0, carry_k1)
         lam = lam + dy
         theta_bar += dth
+        _check_step_cotangents(0, ctx.t0, None, (lam,), theta_bar, "discrete adjoint (k_1 = f(t0, y0))")
     return AdjointSweep(lam + lam0, theta_bar, records, ctx.stats["n_vjp"] - n_vjp0)
 
 
@@ -563,13 +606,30 @@ def _continuous_adjoint(ctx: _Context, g_ys):
     def aug_vjp(t, y, lam):
         dy, dth = ctx.vjp_f(t, y, lam)
         ctx.stats["nfev_backward"] += 1
+        # The backward solver would reject a NaN right-hand side with a message that does not say which
+        # cotangent failed; this O(n + p) check on the VJP's output does.
+        if not np.all(np.isfinite(dy)):
+            raise NonFiniteError(
+                f"{ctx.adjoint} adjoint: the VJP (∂f/∂y)ᵀλ of the state cotangent is NaN/Inf at t={t!r} "
+                f"(backward over the output interval {interval})",
+                t=float(t),
+            )
+        if not np.all(np.isfinite(dth)):
+            raise NonFiniteError(
+                f"{ctx.adjoint} adjoint: the VJP (∂f/∂θ)ᵀλ of the parameter cotangent is NaN/Inf at t={t!r} "
+                f"(backward over the output interval {interval})",
+                t=float(t),
+            )
         return dy, dth
 
+    _check_incoming_cotangents(g_ys, np.zeros(0), np.zeros(0))
+    interval = None
     lam = g_ys[-1].copy()
     theta_bar = np.zeros(p)
     y_cur = np.reshape(ctx.result.outputs[-1], -1).copy()
     for i in range(len(ts) - 1, 0, -1):
         ta, tb = ts[i], ts[i - 1]
+        interval = f"{i - 1} [{tb!r}, {ta!r}]"
         if ta != tb:
             if ctx.adjoint == "backsolve":
 
@@ -806,7 +866,9 @@ def frozen_grid_solve(
         y0,
         ts,
         params,
-        TABLEAUS[info.method] if tableau is None else tableau,
+        get_convention(info.convention).resolve_tableau(TABLEAUS[info.method])
+        if tableau is None
+        else tableau,
         info.convention,
         rtol,
         atol,

@@ -16,14 +16,22 @@ accept/reject decisions carry no gradient, DESIGN §5).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
+from .errors import NonFiniteError
 from .tableaus import Tableau
 
-__all__ = ["CONVENTIONS", "get_convention", "hairer_initial_step", "Convention"]
+__all__ = [
+    "CONVENTIONS",
+    "get_convention",
+    "hairer_initial_step",
+    "ordinarydiffeq_initial_step",
+    "Convention",
+]
 
 SAFETY = 0.9  # all four libraries
 # scipy.integrate._ivp.rk (solve_ivp RK23/RK45/DOP853)
@@ -41,11 +49,40 @@ JULIA_QMIN = 0.2
 JULIA_QMAX = 10.0
 JULIA_GAMMA = 0.9
 JULIA_QOLDINIT = 1e-4
+# OrdinaryDiffEqCore (2026) controllers.jl: qmax_first_step = 10000 while no step has been accepted
+JULIA_QMAX_FIRST_STEP = 10000.0
+# scipy.integrate._ivp.common.validate_tol: rtol below 100·eps is raised to it, with a warning
+SCIPY_RTOL_FLOOR = 100 * np.finfo(float).eps
 
 
 def _rms(x) -> float:
+    """RMS of a real or complex vector, scipy's ``norm(x) / x.size ** 0.5`` (complex: moduli)."""
     x = np.asarray(x)
     return float(np.linalg.norm(x) / x.size**0.5)
+
+
+def _ratio0(x, scale):
+    """x / scale with 0 where scale == 0: a component whose scale is 0 (atol = 0 and y0_i = 0) carries no
+    information for the starting-step heuristic, so it is left out of d0, d1, d2 (docs/design.md §3).
+    Bit-identical to ``x / scale`` when every scale is positive."""
+    if np.all(scale > 0):
+        return x / scale
+    zero = scale == 0
+    return np.where(zero, 0.0, x / np.where(zero, 1.0, scale))
+
+
+def _hairer_norms(y0, f0, rtol, atol):
+    """sc0 = atol + |y0|·rtol, d0 = RMS(y0/sc0), d1 = RMS(f0/sc0) (HNW I §II.4, step a)."""
+    scale = atol + np.abs(y0) * rtol
+    return scale, _rms(_ratio0(y0, scale)), _rms(_ratio0(f0, scale))
+
+
+def _nonfinite_initial(library, what, t0):
+    return NonFiniteError(
+        f"the starting-step heuristic got a NaN/Inf {what} at t={t0!r}: f(t0 + h0, y0 + h0·f0) is not "
+        f"finite ({library} ends such a solve with a NaN step size)",
+        t=t0,
+    )
 
 
 def hairer_initial_step(
@@ -61,42 +98,92 @@ def hairer_initial_step(
     *,
     clamp_to_interval=True,
     julia_shortcut=False,
+    raise_on_nonfinite_probe=False,
 ) -> tuple[float, int]:
-    """Hairer's starting step (HNW I §II.4, "automatic step size selection"), scipy's operation order.
+    """Hairer's starting step (HNW I §II.4) as scipy computes it (``scipy/integrate/_ivp/common.py``,
+    ``select_initial_step``, 1.17):
 
         sc0 = atol + |y0| rtol,  d0 = RMS(y0/sc0),  d1 = RMS(f0/sc0)
-        h0  = 1e-6 if min(d0, d1) < 1e-5 else 0.01 d0/d1         (clamped to the interval if asked)
+        h0  = 1e-6 if min(d0, d1) < 1e-5 else 0.01 d0/d1,   h0 ← min(h0, |t1 − t0|)   (before the probe)
         f1  = f(t0 + h0, y0 + h0 f0),  d2 = RMS((f1 − f0)/sc0)/h0
         h1  = max(1e-6, 1e-3 h0) if max(d1, d2) ≤ 1e-15 else (0.01/max(d1, d2))^(1/(order+1))
-        h   = min(100 h0, h1, |t1 − t0|, max_step)
+        h   = min(100 h0, h1, |t1 − t0|, max_step)                                    (max_step only here)
 
-    ``order`` is the estimator order for scipy and torchdiffeq and the method order for OrdinaryDiffEq
-    (DESIGN §3). ``julia_shortcut``: OrdinaryDiffEq returns 100·h0 at once when f1 == f0 exactly.
-    Returns (|h|, number of f evaluations made = 1).
+    ``order`` is scipy's ``error_estimator_order`` (RK23 2, RK45 4, DOP853 7).  ``max(d1, d2)`` is
+    Python's, so a NaN d2 (a non-finite probe) leaves h1 = (0.01/d1)^(1/(order+1)), exactly as in scipy.
+    ``clamp_to_interval=False`` drops both interval clamps (torchdiffeq's ``_select_initial_step``, which
+    also ignores max_step); ``raise_on_nonfinite_probe``: torchdiffeq's ``torch.max`` propagates a NaN d2
+    into a NaN first step ("underflow in dt"), raised here as :class:`NonFiniteError`.
+    ``julia_shortcut`` is kept for backwards compatibility and means
+    :func:`ordinarydiffeq_initial_step` with exponent 1/(order+1).  Components with sc0 = 0 are left out
+    (:func:`_ratio0`).  Returns (|h|, f evaluations made = 1).
+
+    >>> f = lambda t, y: -y
+    >>> h, n = hairer_initial_step(f, 0.0, np.array([1.0]), np.array([-1.0]), 1.0, 4, 1e-3, 1e-6)
+    >>> round(h, 12), n    # (0.01 / 999.000999)^(1/5), docs/design.md §3
+    (0.100019992005, 1)
     """
+    if julia_shortcut:
+        return ordinarydiffeq_initial_step(fun, t0, y0, f0, t1, order + 1, rtol, atol, max_step)
     direction = 1.0 if t1 > t0 else -1.0
     interval = abs(t1 - t0)
     y0 = np.asarray(y0)
-    scale = atol + np.abs(y0) * rtol
-    d0 = _rms(y0 / scale)
-    d1 = _rms(f0 / scale)
+    scale, d0, d1 = _hairer_norms(y0, f0, rtol, atol)
     h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
     if clamp_to_interval:
         h0 = min(h0, interval)
-    h0 = min(h0, max_step)
     y1 = y0 + h0 * direction * f0
     f1 = np.asarray(fun(t0 + h0 * direction, y1))
-    if julia_shortcut and np.array_equal(f1, f0):
-        return min(100 * h0, max_step, interval), 1
-    d2 = _rms((f1 - f0) / scale) / h0
+    with np.errstate(invalid="ignore", over="ignore"):
+        d2 = _rms(_ratio0(f1 - f0, scale)) / h0
+    if raise_on_nonfinite_probe and not np.isfinite(d2):
+        raise _nonfinite_initial("torchdiffeq", "probe", t0)
     if d1 <= 1e-15 and d2 <= 1e-15:
         h1 = max(1e-6, h0 * 1e-3)
     else:
         h1 = (0.01 / max(d1, d2)) ** (1 / (order + 1))
-    h = min(100 * h0, h1)
-    if clamp_to_interval:
-        h = min(h, interval)
-    return min(h, max_step), 1
+    if not clamp_to_interval:
+        return min(100 * h0, h1), 1
+    return min(100 * h0, h1, interval, max_step), 1
+
+
+def ordinarydiffeq_initial_step(fun, t0, y0, f0, t1, order: int, rtol, atol, dtmax) -> tuple[float, int]:
+    """OrdinaryDiffEq's ``ode_determine_initdt`` (``lib/OrdinaryDiffEqCore/src/initdt.jl``,
+    ``_ode_initdt_oop``) for explicit methods, with ``order`` the algorithm's order (Tsit5, DP5: 5):
+
+        sc0 = atol + |y0| rtol,  d0 = RMS(y0/sc0),  d1 = RMS(f0/sc0)
+        dt0 = 1e-6 if min(d0, d1) < 1e-5 else (d0/d1)/100,   dt0 ← min(dt0, dtmax)      (before the probe)
+        f1  = f(t0 + dt0, y0 + dt0 f0);  if f1 == f0 exactly: return max(dtmin, 100 dt0)  (no dtmax clamp)
+        d2  = RMS((f1 − f0)/sc0)/dt0
+        dt1 = max(1e-6, dt0/1000) if max(d1, d2) ≤ 1e-15 else 10^(−(2 + log10 max(d1, d2))/order)
+        dt  = max(dtmin, min(100 dt0, dt1, dtmax)),   dtmin = nextfloat(eps(t0))
+
+    so the exponent is 1/order = 1/5 for Tsit5 (scipy and torchdiffeq use 1/(p̂+1), which is also 1/5 for
+    DP5 but 1/4 … 1/8 elsewhere).  Julia's ``max`` propagates NaN, so a non-finite probe makes dt NaN and
+    the solve ends with ``ReturnCode.DtNaN``; here that is a :class:`NonFiniteError`.  The default dtmax is
+    t1 − t0 (``solve.jl``).  Returns (|dt|, f evaluations made here = 1; OrdinaryDiffEq counts f0 too).
+
+    >>> h, n = ordinarydiffeq_initial_step(lambda t, y: -y, 0.0, np.array([1.0]), np.array([-1.0]), 1.0, 5,
+    ...                                    1e-3, 1e-6, 1.0)
+    >>> round(h, 12)        # (0.01 / 999.000999)^(1/5), as in docs/design.md §3's worked example
+    0.100019992005
+    """
+    direction = 1.0 if t1 > t0 else -1.0
+    y0 = np.asarray(y0)
+    dtmin = float(np.nextafter(np.spacing(abs(float(t0))), np.inf))
+    scale, d0, d1 = _hairer_norms(y0, f0, rtol, atol)
+    dt0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else (d0 / d1) / 100
+    dt0 = min(dt0, dtmax)
+    f1 = np.asarray(fun(t0 + direction * dt0, y0 + direction * dt0 * f0))
+    if np.array_equal(f1, f0):
+        return max(dtmin, 100 * dt0), 1
+    with np.errstate(invalid="ignore", over="ignore"):
+        d2 = _rms(_ratio0(f1 - f0, scale)) / dt0
+    if not np.isfinite(d2):
+        raise _nonfinite_initial("OrdinaryDiffEq", "probe", t0)
+    m = max(d1, d2)
+    dt1 = max(1e-6, dt0 / 1000) if m <= 1e-15 else 10 ** (-(2 + np.log10(m)) / order)
+    return max(dtmin, min(100 * dt0, dt1, dtmax)), 1
 
 
 @dataclass(frozen=True)
@@ -121,13 +208,21 @@ class Convention:
     dense_for_any_output: bool = False
 
     def resolve_tableau(self, tableau: Tableau) -> Tableau:
-        from .tableaus import TABLEAUS
+        """The tableau a method name means under this convention: DP5's error weights, torchdiffeq's BS3
+        interpolant, and the library's own float64 coefficient literals where they differ from the
+        correctly rounded rationals (:func:`ndereg_ref.tableaus.library_tableau`; e.g. diffrax's Tsit5
+        e = b − b̂ differs by up to 27 ulp in 4 entries, OrdinaryDiffEq's Tsit5 btilde1 by 26 ulp)."""
+        from .tableaus import TABLEAUS, library_tableau
 
+        if tableau.literals is not None:
+            return tableau
         if tableau.name == "dp5" and self.dp5_error_weights == "shampine":
-            return TABLEAUS["dp5_shampine"]
-        if tableau.name == "bs3" and self.name == "torchdiffeq":
-            return TABLEAUS["bs3_torchdiffeq"]  # torchdiffeq's own interpolant for bosh3
-        return tableau
+            tableau = TABLEAUS["dp5_shampine"]
+        elif tableau.name == "bs3" and self.name == "torchdiffeq":
+            tableau = TABLEAUS["bs3_torchdiffeq"]  # torchdiffeq's own interpolant for bosh3
+        if TABLEAUS.get(tableau.name) is not tableau:
+            return tableau  # a user-built tableau is used as given
+        return library_tableau(tableau.name, self.name)
 
     def controller_state(self, tableau: Tableau) -> dict:
         return {}
@@ -148,6 +243,25 @@ class Convention:
         """f evaluations a rejection costs beyond the stages the solver records (default: none)."""
         return 0
 
+    def effective_rtol(self, rtol: float) -> float:
+        """The rtol the library actually uses (default: as given)."""
+        return rtol
+
+    def nonfinite_error_norm(self, q: float, t: float, h: float) -> float:
+        """What the library does with a NaN/Inf error norm q (a stage or the state is NaN/Inf, or the error
+        overflowed): return the q its accept test and controller then see, or raise
+        :class:`NonFiniteError` where the library's solve fails.  Default: fail on NaN; inf is an ordinary
+        (rejected) value."""
+        if np.isnan(q):
+            raise NonFiniteError(
+                f"the error estimate is NaN at t={t!r}, h={h!r} (a stage of the step is NaN/Inf); "
+                f"{self.name} fails here too ({self._nan_failure})",
+                t=t,
+            )
+        return q
+
+    _nan_failure = "a NaN step size"
+
 
 @dataclass(frozen=True)
 class ScipyConvention(Convention):
@@ -155,11 +269,31 @@ class ScipyConvention(Convention):
 
     accept q < 1; on accept h ← h·min(10, 0.9 q^(−k)) (10 if q = 0), but ≤ h after a rejection within the
     same step; on reject h ← h·max(0.2, 0.9 q^(−k)); k = 1/(p̂_est + 1) with the estimator order
-    (RK23 2, RK45 4, DOP853 7).  Initial step: Hairer's, clamped to the interval and to max_step.
+    (RK23 2, RK45 4, DOP853 7).  Initial step: Hairer's (:func:`hairer_initial_step`), clamped to the
+    interval before the Euler probe and to max_step only at the end.
+
+    NaN/Inf error norm (a NaN/Inf stage): ``error_norm < 1`` is False, so the step is rejected, and
+    ``max(MIN_FACTOR, SAFETY * nan ** k)`` is Python's max, i.e. 0.2: scipy shrinks by 5 and retries (which
+    is how DOP853 survives Robertson's first trial step); it fails only when h underflows.  rtol below
+    100·eps is raised to 100·eps with scipy's warning (``validate_tol``).
     """
 
     def initial_step(self, fun, t0, y0, f0, t1, tableau, rtol, atol, max_step):
         return hairer_initial_step(fun, t0, y0, f0, t1, tableau.error_estimator_order, rtol, atol, max_step)
+
+    def effective_rtol(self, rtol):
+        if rtol < SCIPY_RTOL_FLOOR:
+            warnings.warn(
+                f"At least one element of `rtol` is too small. Setting `rtol = np.maximum(rtol, "
+                f"{SCIPY_RTOL_FLOOR})`.",
+                UserWarning,
+                stacklevel=4,
+            )
+            return SCIPY_RTOL_FLOOR
+        return rtol
+
+    def nonfinite_error_norm(self, q, t, h):
+        return q  # NaN: rejected (q < 1 is False) and shrunk by max(0.2, nan) = 0.2
 
     @staticmethod
     def accept(q: float) -> bool:
@@ -187,9 +321,23 @@ class TorchdiffeqConvention(Convention):
     """
 
     def initial_step(self, fun, t0, y0, f0, t1, tableau, rtol, atol, max_step):
-        return hairer_initial_step(
-            fun, t0, y0, f0, t1, tableau.order - 1, rtol, atol, max_step, clamp_to_interval=False
+        h, n = hairer_initial_step(
+            fun,
+            t0,
+            y0,
+            f0,
+            t1,
+            tableau.order - 1,
+            rtol,
+            atol,
+            clamp_to_interval=False,
+            raise_on_nonfinite_probe=True,
         )
+        return min(h, max_step), n  # torchdiffeq has no max_step for dopri5: ours applies after its rule
+
+    # NaN error ratio: torch.max/min propagate NaN into dt, _adaptive_step replaces a non-finite dt by
+    # min_step = 0 and asserts "underflow in dt 0.0" (rk_common.py).  Inf: factor max(0, 0.2) = 0.2.
+    _nan_failure = "torchdiffeq: AssertionError 'underflow in dt 0.0'"
 
     @staticmethod
     def accept(q: float) -> bool:
@@ -245,6 +393,10 @@ class DiffraxConvention(Convention):
     def rejection_fevals(self, tableau, before_first_accept):
         return 1 if (tableau.fsal and before_first_accept) else 0
 
+    def nonfinite_error_norm(self, q, t, h):
+        # PIDController.adapt_step_size turns a NaN scaled error into inf: rejected, factor 0.2.
+        return np.inf
+
     def initial_step(self, fun, t0, y0, f0, t1, tableau, rtol, atol, max_step):
         return min(DIFFRAX_DT0, abs(t1 - t0), max_step), 0
 
@@ -260,16 +412,29 @@ class DiffraxConvention(Convention):
 
 @dataclass(frozen=True)
 class OrdinaryDiffEqConvention(Convention):
-    """OrdinaryDiffEq.jl's default PI controller (``PIController``, ``stepsize_controller!``).
+    """OrdinaryDiffEq.jl's default PI controller (``lib/OrdinaryDiffEqCore/src/integrators/controllers.jl``:
+    ``stepsize_controller!``, ``step_accept_controller!``, ``step_reject_controller!`` for
+    ``PIController``; defaults in ``alg_utils.jl``), as of OrdinaryDiffEqCore 4.15 (2026):
 
-        q11 = E^β1,  on accept: h ← h / clip(q11 / qold^β2 / γ, 1/qmax, 1/qmin),  qold ← max(E, 1e-4)
-                     on reject: h ← h / min(1/qmin, q11/γ)
-        (E = 0: h ← h·qmax)
+        E = 0:     q = 1/qmax*                           (q11 not updated)
+        else:      q11 = E^β1,  q = clip(q11 / qold^β2 / γ, 1/qmax*, 1/qmin)
+        accept iff E ≤ 1;  on accept h ← h/q, qold ← max(E, qoldinit)   (qsteady_min = qsteady_max = 1: no-op)
+        on reject  h ← h / min(1/qmin, q11/γ)
 
-    with β1 = 7/(10p), β2 = 2/(5p) (DP5: β1 = 0.17, β2 = 0.04), γ = 0.9, qmin = 1/5, qmax = 10 and
-    qold initialised to 1e-4.  accept q ≤ 1.  Initial step: Hairer's with the method order and
-    dtmax = t1 − t0; f(t0, y0) is evaluated once more by the integrator's initialisation (3 + n·steps).
+    with β1 = 7/(10p), β2 = 2/(5p) (DP5 overrides β2 = 0.04, β1 = 1/5 − 3β2/4 = 0.17), γ = 0.9,
+    qmin = 1/5, qmax = 10, qoldinit = 1e-4, and qmax* = qmax_first_step = 10000 until the first step is
+    accepted (qmax afterwards).  Initial step: :func:`ordinarydiffeq_initial_step` (exponent 1/p,
+    dtmax = min(max_step, |t1 − t0|)); f(t0, y0) is evaluated once more by ``initialize!``, so
+    NFE = 3 + n·(accepted + rejected).  The last step is clipped to t1 (``modify_dt_for_tstops!``) and the
+    next proposal comes from the unclipped h (``_loopfooter!`` restores ``dtpropose``).
+
+    E = Inf is rejected with h/5; E = NaN gives h/min(5, NaN) = NaN (Julia's min propagates NaN) and the
+    solve ends with ``ReturnCode.DtNaN`` — a :class:`NonFiniteError` here.  Versions 5.50/6.50 (the papers'
+    era) differ in two ways: no qmax_first_step, and the proposal after a clipped last step comes from the
+    clipped h.
     """
+
+    _nan_failure = "OrdinaryDiffEq: ReturnCode.DtNaN, 'NaN dt detected'"
 
     @staticmethod
     def betas(tableau: Tableau) -> tuple[float, float]:
@@ -280,21 +445,12 @@ class OrdinaryDiffEqConvention(Convention):
         return 7 / (10 * p), 2 / (5 * p)
 
     def initial_step(self, fun, t0, y0, f0, t1, tableau, rtol, atol, max_step):
-        return hairer_initial_step(
-            fun,
-            t0,
-            y0,
-            f0,
-            t1,
-            tableau.order,
-            rtol,
-            atol,
-            min(max_step, abs(t1 - t0)),
-            julia_shortcut=True,
+        return ordinarydiffeq_initial_step(
+            fun, t0, y0, f0, t1, tableau.order, rtol, atol, min(max_step, abs(t1 - t0))
         )
 
     def controller_state(self, tableau):
-        return {"qold": JULIA_QOLDINIT}
+        return {"qold": JULIA_QOLDINIT, "first": True}
 
     def extra_initial_fevals(self) -> int:
         return 1
@@ -305,13 +461,15 @@ class OrdinaryDiffEqConvention(Convention):
 
     def propose(self, q, h_abs, accepted, rejected_before, state, tableau):
         beta1, beta2 = self.betas(tableau)
+        qmax = JULIA_QMAX_FIRST_STEP if state.get("first", False) else JULIA_QMAX
+        after = {"qold": max(q, JULIA_QOLDINIT), "first": False} if accepted else state
         if q == 0:
-            return h_abs * JULIA_QMAX, ({"qold": JULIA_QOLDINIT} if accepted else state)
+            return h_abs * qmax, after
         q11 = q**beta1
         if accepted:
             qq = q11 / state["qold"] ** beta2
-            qq = max(1 / JULIA_QMAX, min(1 / JULIA_QMIN, qq / JULIA_GAMMA))
-            return h_abs / qq, {"qold": max(q, JULIA_QOLDINIT)}
+            qq = max(1 / qmax, min(1 / JULIA_QMIN, qq / JULIA_GAMMA))
+            return h_abs / qq, after
         return h_abs / min(1 / JULIA_QMIN, q11 / JULIA_GAMMA), state
 
     def snap_to_end(self, t_new, t1):

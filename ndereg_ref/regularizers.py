@@ -34,7 +34,7 @@ from autograd import make_jvp, make_vjp
 from autograd.tracer import getval
 
 from .adjoint import odeint_regularized
-from .conventions import hairer_initial_step
+from .conventions import ordinarydiffeq_initial_step
 from .solve import Solution
 from .step import rk_step
 from .tableaus import get_tableau
@@ -64,7 +64,10 @@ class LocalSample:
     """What the local regularizer drew (all constants for the gradient).
 
     t_r : sampled time;  h_r : the step of the regularizing Tsit5 step;  u_r : y(t_r);  k1 : f(t_r, u_r);
-    nfev : evaluations spent outside the differentiated step (k_1 and Hairer's probe) + the step's own.
+    nfev : NFE of the local step as the papers' code counts it, 9 for Tsit5: OrdinaryDiffEq's ``init``
+        counts 2 for the initial-step heuristic and 1 for f(t_r, u_r) again at ``initialize!``, then the
+        step's 6 new stages (LocalRegNeuralDE.jl adds ``6 + nf`` after ``init``, docs/design.md §5).
+        This implementation reuses f(t_r, u_r), so it calls f ``n_calls`` = 8 times.
     """
 
     sampling: str
@@ -73,13 +76,15 @@ class LocalSample:
     u_r: np.ndarray
     k1: np.ndarray
     nfev: int
+    n_calls: int = 0
 
 
 def sample_local_time(rng: np.random.Generator, sampling: str, t_span, step_times=None) -> float:
     """Draw t_r for local regularization (Pal et al. 2023, §3).
 
-    unbiased: t_r ~ U(t0, t1).   biased: t_r uniform over ``step_times`` without the final time — the
-    accepted step times of the solve, [t0, t_1, …, t_{N−1}] (or the user's save times if given instead).
+    unbiased: t_r ~ U(t0, t1).   biased: t_r uniform over ``step_times`` without t1 (no room for a step
+    there).  The caller passes the solve's accepted step end times t_1, …, t_{N−1} (the papers' code saves
+    with ``save_start=false``, so t0 is never drawn) or the user's save times, which are used as given.
     """
     if not isinstance(rng, np.random.Generator):
         raise TypeError("rng must be a numpy.random.Generator (every draw takes an explicit generator)")
@@ -140,12 +145,19 @@ def local_regularization(
     """The local regularizer r = E(t_r)·h_r of Pal et al. 2023 for the solve ``info`` (module docstring).
 
     ``info`` is the forward :class:`Solution` of the data solve (any adjoint).  Biased sampling draws from
-    its accepted step times (or from ``save_times`` if given).  h_r is Hairer's initial step at (t_r, u_r)
-    with the method's order and dtmax = t1 − t_r (OrdinaryDiffEq's ``ode_determine_initdt``).
-    Returns ``(r, LocalSample)``; r is differentiable w.r.t. params only.
+    ``save_times`` if given, else from its accepted step end times t_1 … t_{N−1} (t0 only when the solve
+    took a single step, the one time left).  h_r is OrdinaryDiffEq's ``ode_determine_initdt`` at
+    (t_r, u_r) over (t_r, t1) with the method's order (Tsit5: exponent 1/5) and dtmax = |t1 − t_r|, not
+    clipped afterwards (:func:`ndereg_ref.conventions.ordinarydiffeq_initial_step`; LocalRegNeuralDE.jl
+    takes ``integrator.dt`` straight from ``init``).  Returns ``(r, LocalSample)``; r is differentiable
+    w.r.t. params only.
     """
     t0, t1 = info.t_span
-    step_times = save_times if save_times is not None else info.t_accepted
+    if save_times is not None:
+        step_times = save_times
+    else:
+        ends = info.t_accepted[1:]
+        step_times = ends if ends.size > 1 else info.t_accepted[:1]
     t_r = sample_local_time(rng, sampling, (t0, t1), step_times)
     p = getval(params)
     u_r = np.asarray(info.sol(t_r))
@@ -156,7 +168,7 @@ def local_regularization(
     dtmax = abs(t1 - t_r)
     if dtmax == 0:
         raise ValueError("local regularization drew t_r = t1: no room for a step")
-    h_r, n_probe = hairer_initial_step(
+    h_r, n_probe = ordinarydiffeq_initial_step(
         f_plain,
         t_r,
         u_r.reshape(-1),
@@ -166,12 +178,12 @@ def local_regularization(
         rtol,
         np.reshape(atol, -1) if np.ndim(atol) else atol,
         dtmax,
-        julia_shortcut=True,
     )
     h_r = h_r if t1 > t0 else -h_r
     r = local_error_step(fun, params, t_r, u_r, k1, h_r, rtol=rtol, atol=atol, method=method)
-    nfev = 1 + n_probe + tableau.n_stages - 1
-    return r, LocalSample(sampling, t_r, h_r, u_r, k1.reshape(shape), nfev)
+    n_calls = 1 + n_probe + tableau.n_stages - 1  # k_1, the probe, the stages after k_1
+    nfev = n_calls + 1  # OrdinaryDiffEq evaluates f(t_r, u_r) twice (initdt and initialize!)
+    return r, LocalSample(sampling, t_r, h_r, u_r, k1.reshape(shape), nfev, n_calls)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ That is exactly DESIGN §5's frozen-grid map, and tracing :func:`integrate` with
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -82,8 +83,13 @@ class IntegrationResult:
     convention: Convention
 
 
-def _flat_field(fun, args, shape):
-    """Wrap ``fun(t, y, *args)`` (y of shape ``shape``) as a field on flat vectors, checking its output."""
+def _flat_field(fun, args, shape, complex_state=False):
+    """Wrap ``fun(t, y, *args)`` (y of shape ``shape``) as a field on flat vectors, checking its output.
+
+    A complex value from ``fun`` for a real state is an error (scipy casts it to the real dtype with only a
+    ComplexWarning, silently dropping the imaginary part); pass a complex y0 to solve in the complex
+    domain.  For a complex state a real output is promoted to complex, as in scipy's ``fun_wrapped``.
+    """
 
     def f(t, y):
         out = fun(t, anp.reshape(y, shape) if isinstance(y, Box) else y.reshape(shape), *args)
@@ -98,6 +104,14 @@ def _flat_field(fun, args, shape):
             raise ValueError(
                 f"fun returned an array of shape {out.shape}, expected {shape} (the shape of y0)"
             )
+        if out.dtype.kind not in "fiub":
+            if out.dtype.kind == "c" and not complex_state:
+                raise TypeError(
+                    f"fun returned complex values (dtype {out.dtype}) at t={float(getval(t))!r} for a real "
+                    "state: pass a complex y0 to integrate in the complex domain (solve_ivp only)"
+                )
+            if out.dtype.kind != "c":
+                raise TypeError(f"fun returned a non-numeric array (dtype {out.dtype}) at t={t!r}")
         return out.reshape(-1)
 
     return f
@@ -113,25 +127,49 @@ def validate_inputs(
     max_step=np.inf,
     max_steps=100000,
     stiffness="rms_ratio",
+    *,
+    allow_complex=False,
+    allow_empty=False,
 ):
-    """Check the common arguments; return (t0, t1, y0 as float array, atol as float or flat array, t_eval)."""
+    """Check the common arguments; return (t0, t1, y0 as float (or complex) array, atol as float or flat
+    array, t_eval).
+
+    rtol ≥ 0 and atol ≥ 0 (scalar or broadcasting to y0), finite, and not both 0 for any component
+    (nothing would bound its error).  ``allow_complex``: complex y0 is accepted (forward solves only; the
+    adjoints need real states).  ``allow_empty``: t0 == t1 and a size-0 y0 are accepted (scipy returns
+    at once); otherwise they are errors.
+    """
     try:
         t0, t1 = (float(v) for v in t_span)
     except (TypeError, ValueError):
         raise ValueError(f"t_span must be a pair of numbers (t0, t1), got {t_span!r}") from None
     if not (np.isfinite(t0) and np.isfinite(t1)):
         raise ValueError(f"t_span must be finite, got {(t0, t1)}")
-    if t0 == t1:
+    if t0 == t1 and not allow_empty:
         raise ValueError(f"empty time span: t0 == t1 == {t0}")
     y0_val = np.asarray(getval(y0))
-    if y0_val.dtype.kind not in "fiub":
-        raise TypeError(f"y0 must be a real numeric array, got dtype {y0_val.dtype}")
-    if y0_val.size == 0:
+    if y0_val.dtype.kind == "c":
+        if not allow_complex:
+            raise TypeError(
+                f"y0 is complex (dtype {y0_val.dtype}): complex states are supported by solve_ivp (forward "
+                "solve and dense output) but not by the adjoints; split it into real and imaginary parts"
+            )
+    elif y0_val.dtype.kind not in "fiub":
+        raise TypeError(
+            f"y0 must be a {'real or complex' if allow_complex else 'real'} numeric array, "
+            f"got dtype {y0_val.dtype}"
+        )
+    if y0_val.size == 0 and not allow_empty:
         raise ValueError("y0 is empty")
     if not np.all(np.isfinite(y0_val)):
         raise ValueError("y0 contains NaN or Inf")
-    if not np.isscalar(rtol) or not np.isfinite(rtol) or rtol <= 0:
-        raise ValueError(f"rtol must be a finite positive scalar, got {rtol!r}")
+    if isinstance(rtol, (bool, np.bool_)) or not isinstance(rtol, numbers.Real):
+        raise ValueError(f"rtol must be a finite non-negative real scalar, got {rtol!r}")
+    if not np.isfinite(rtol) or rtol < 0:
+        raise ValueError(f"rtol must be a finite non-negative real scalar, got {float(rtol)!r}")
+    rtol = float(rtol)
+    if np.iscomplexobj(atol):
+        raise ValueError(f"atol must be real, got {atol!r}")
     atol_arr = np.asarray(atol, dtype=float)
     if not np.all(np.isfinite(atol_arr)) or np.any(atol_arr < 0):
         raise ValueError(f"atol must be finite and non-negative, got {atol!r}")
@@ -145,11 +183,17 @@ def validate_inputs(
         atol = atol_arr
     else:
         atol = float(atol_arr)
+    if rtol == 0 and np.any(atol_arr == 0):
+        i = int(np.argmax(np.reshape(atol_arr, -1) == 0))
+        where = "" if atol_arr.ndim == 0 else f" (component {i})"
+        raise ValueError(
+            f"rtol and atol are both 0{where}: nothing bounds the error; give rtol > 0 or atol > 0"
+        )
     if not (max_step > 0):
         raise ValueError(f"max_step must be positive, got {max_step!r}")
     if first_step is not None and not (0 < first_step <= abs(t1 - t0)):
         raise ValueError(f"first_step must be in (0, |t1 - t0|], got {first_step!r}")
-    if int(max_steps) != max_steps or max_steps < 1:
+    if isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 1:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
     if stiffness not in STIFFNESS_VARIANTS:
         raise ValueError(f"unknown stiffness variant {stiffness!r}; expected one of {STIFFNESS_VARIANTS}")
@@ -163,7 +207,8 @@ def validate_inputs(
         d = np.diff(t_eval)
         if (t1 > t0 and np.any(d <= 0)) or (t1 < t0 and np.any(d >= 0)):
             raise ValueError("values in t_eval must be strictly monotonic in the direction of integration")
-    return t0, t1, y0_val.astype(float), atol, t_eval
+    dtype = complex if y0_val.dtype.kind == "c" else float
+    return t0, t1, y0_val.astype(dtype), atol, t_eval
 
 
 def _extend_stages(f, tableau: Tableau, t, y, h, K, t_new, y_new):
@@ -187,9 +232,9 @@ def _extend_stages(f, tableau: Tableau, t, y, h, K, t_new, y_new):
     return anp.stack(ks), n_extra
 
 
-def dense_value(tableau: Tableau, y, h, K_ext, theta):
-    """y(t_n + θh) = y_n + h Σ_i w_i(θ) K_i (tableaus module docstring)."""
-    return y + h * anp.dot(K_ext.T, tableau.dense_weights(theta))
+def dense_value(tableau: Tableau, y, h, K_ext, theta, y_new=None):
+    """y(t_n + θh): y_n + h Σ_i w_i(θ) K_i, or DOP853's nested form (:meth:`Tableau.dense_eval`)."""
+    return tableau.dense_eval(y, h, K_ext, theta, y_new=y_new)
 
 
 def integrate(
@@ -302,6 +347,10 @@ def integrate(
                 f, t, y, h, tableau, k1=k1, rtol=rtol, atol=atol, stiffness=stiffness, n_control=n_control
             )
             nfev += res.nfev
+            if res.nonfinite is not None:
+                raise NonFiniteError(
+                    f"{res.nonfinite} is NaN/Inf in the frozen step from t={t!r}, h={h!r}", t=t
+                )
             records.append(_record(res, t, h, t_new, True, reshape))
             h_abs_next = h_abs
         else:
@@ -347,7 +396,7 @@ def integrate(
                 K_ext, n = _extended(extended, j, f, tableau, t, y, h, res.stages, t_new, y_new)
                 nfev += n
                 theta = (t1 - t) / h
-                outputs.append(dense_value(tableau, y, h, K_ext, theta))
+                outputs.append(dense_value(tableau, y, h, K_ext, theta, y_new))
                 saves.append(Save(t1, "dense", j, theta))
         else:
             step_has_output = t0_in_t_eval and j == 0
@@ -361,7 +410,7 @@ def integrate(
                     K_ext, n = _extended(extended, j, f, tableau, t, y, h, res.stages, t_new, y_new)
                     nfev += n
                     theta = (te - t) / h
-                    outputs.append(dense_value(tableau, y, h, K_ext, theta))
+                    outputs.append(dense_value(tableau, y, h, K_ext, theta, y_new))
                     saves.append(Save(te, "dense", j, theta))
                 eval_pos += 1
             if step_has_output and convention.dense_for_any_output:
@@ -435,14 +484,19 @@ def _attempt_until_accepted(
     """
     nfev = 0
     min_step = 10 * abs(np.nextafter(t, direction * np.inf) - t)
-    h_abs = min(h_abs, max_step)
-    if h_abs < min_step:
+    # scipy's _step_impl: max_step wins over min_step, so a max_step below 10 ulp of t fails at once.
+    if h_abs > max_step:
+        h_abs = max_step
+    elif h_abs < min_step:
         h_abs = min_step
     rejected_before = False
     while True:
         if h_abs < min_step:
+            cause = " (max_step is below it)" if h_abs == max_step else ""
             raise StepSizeUnderflowError(
-                f"step size {h_abs!r} underflows at t={t!r} (minimum {min_step!r})", t=t
+                f"step size {h_abs!r} underflows at t={t!r}: less than 10 spacings of floating-point "
+                f"numbers near t ({min_step!r}){cause}",
+                t=t,
             )
         if n_attempts >= max_steps:
             raise MaxStepsExceededError(
@@ -466,11 +520,19 @@ def _attempt_until_accepted(
         n_attempts += 1
         q = float(getval(res.error_norm))
         if not np.isfinite(q):
-            raise NonFiniteError(f"the error estimate is NaN/Inf at t={t!r}, h={h!r}", t=t)
+            q = convention.nonfinite_error_norm(q, t, h)  # the library's rule: a value to reject, or raise
         accepted = convention.accept(q)
         h_abs_next, state = convention.propose(q, abs(h), accepted, rejected_before, state, tableau)
         records.append(_record(res, t, h, t_new, accepted, reshape))
         if accepted:
+            if res.nonfinite is not None:
+                # E passed the test although some value is NaN/Inf (e.g. a stage with b_i = e_i = 0, or an
+                # overflowing state): continuing would hand NaN to the next step, never a right answer.
+                raise NonFiniteError(
+                    f"{res.nonfinite} is NaN/Inf in the step from t={t!r} with h={h!r}, which the error "
+                    f"estimate E={q!r} accepted: the solution is not finite there",
+                    t=t,
+                )
             return res, t_new, h, h_abs_next, state, n_attempts, nfev
         rejected_before = True
         nfev += convention.rejection_fevals(tableau, before_first_accept)
@@ -493,8 +555,11 @@ class DenseOutput:
     counted in ``nfev`` (separately from the solve's ``nfev``).
     """
 
-    def __init__(self, f, tableau: Tableau, records: Sequence[StepRecord], extended: dict, shape, t_span):
+    def __init__(
+        self, f, tableau: Tableau, records: Sequence[StepRecord], extended: dict, shape, t_span, constant=None
+    ):
         self._f, self.tableau, self._shape = f, tableau, shape
+        self._constant = constant  # the state of a solve without steps (t0 == t1 or a size-0 state)
         self._steps = list(records)
         self._ext = {j: np.asarray(getval(v)) for j, v in extended.items()}
         self.t_span = t_span
@@ -526,15 +591,22 @@ class DenseOutput:
         t = np.asarray(t, dtype=float)
         t0, t1 = self.t_span
         lo, hi = min(t0, t1), max(t0, t1)
+        if not np.all(np.isfinite(t)):
+            raise ValueError(f"dense output requested at a non-finite time {t!r}")
         if np.any(t < lo) or np.any(t > hi):
             raise ValueError(f"dense output requested outside the solved span {self.t_span}")
         scalar = t.ndim == 0
+        if not self._steps:
+            value = np.array(self._constant)
+            return value if scalar else np.stack([value.copy() for _ in np.atleast_1d(t)])
         out = []
         for tt in np.atleast_1d(t):
             j = min(int(np.searchsorted(self._ends, tt * self._direction, side="left")), len(self._steps) - 1)
             s = self._steps[j]
             y = np.reshape(s.y, -1)
-            value = dense_value(self.tableau, y, s.h, self._stages(j), (tt - s.t) / s.h)
+            value = dense_value(
+                self.tableau, y, s.h, self._stages(j), (tt - s.t) / s.h, np.reshape(s.y_new, -1)
+            )
             if tt == s.t:
                 value = y
             out.append(np.reshape(value, self._shape))
@@ -619,24 +691,44 @@ def solve_ivp(
     ``fun`` returns NaN/Inf (with the step's t), :class:`~ndereg_ref.errors.StepSizeUnderflowError`,
     :class:`~ndereg_ref.errors.MaxStepsExceededError`.
 
+    Complex y0 is supported (forward solve, dense output, every convention; the error norm uses moduli,
+    as scipy's).  t0 == t1 and a size-0 y0 return at once as in scipy (nfev 1, no steps).  ``args`` may be
+    any iterable (scipy's rule).  With ``convention="scipy"`` an rtol below 100·eps is raised to it with
+    scipy's warning.  rtol may be 0 where atol > 0.
+
     Example
     -------
     >>> import numpy as np
     >>> sol = solve_ivp(lambda t, y: -y, (0.0, 1.0), np.array([1.0]), method="dp5", convention="scipy")
-    >>> abs(sol.ys[-1, 0] - np.exp(-1.0)) < 1e-4
+    >>> sol.n_accepted, sol.nfev    # scipy RK45's counts for this problem
+    (2, 14)
+    >>> bool(abs(sol.ys[-1, 0] - np.exp(-1.0)) < 5e-4)   # global error ≈ 2.1e-4 at rtol 1e-3
     True
     """
-    if not isinstance(args, tuple):
-        args = (args,)
-    t0, t1, y0, atol, t_eval = validate_inputs(
-        t_span, y0, rtol, atol, t_eval, first_step, max_step, max_steps, stiffness
-    )
+    args = _as_args(args)
     conv = get_convention(convention)
+    rtol = _effective_rtol(conv, rtol)
+    t0, t1, y0, atol, t_eval = validate_inputs(
+        t_span,
+        y0,
+        rtol,
+        atol,
+        t_eval,
+        first_step,
+        max_step,
+        max_steps,
+        stiffness,
+        allow_complex=True,
+        allow_empty=True,
+    )
+    rtol = float(rtol)
     tableau = get_tableau(method)
     if isinstance(method, str):  # a name follows the convention's DP5 error weights; a Tableau is used as is
         tableau = conv.resolve_tableau(tableau)
     shape = y0.shape
-    f = _flat_field(fun, args, shape)
+    f = _flat_field(fun, args, shape, complex_state=y0.dtype.kind == "c")
+    if t0 == t1 or y0.size == 0:
+        return _trivial_solution(f, y0, t0, t1, t_eval, tableau, conv)
     res = integrate(
         f,
         t0,
@@ -654,6 +746,59 @@ def solve_ivp(
         shape=shape,
     )
     return solution_from_result(res, f, shape, (t0, t1))
+
+
+def _effective_rtol(conv, rtol):
+    """The convention's rtol (scipy: floored at 100·eps with a warning); invalid values pass through to
+    :func:`validate_inputs`, which names them."""
+    if isinstance(rtol, (bool, np.bool_)) or not isinstance(rtol, numbers.Real):
+        return rtol
+    value = float(rtol)
+    if not np.isfinite(value) or value < 0:
+        return rtol
+    return conv.effective_rtol(value)
+
+
+def _as_args(args) -> tuple:
+    """``args`` as a tuple; like scipy's solve_ivp, any iterable is unpacked and anything else is refused
+    (scipy 1.17 ``solve_ivp``: "Supplied 'args' cannot be unpacked")."""
+    if args is None:
+        return ()
+    if isinstance(args, tuple):
+        return args
+    try:
+        return tuple(args)
+    except TypeError:
+        raise TypeError(
+            f"Supplied 'args' cannot be unpacked ({type(args).__name__}). Please supply `args` as a tuple "
+            f"(e.g. `args=({args!r},)`)"
+        ) from None
+
+
+def _trivial_solution(f, y0, t0, t1, t_eval, tableau, conv) -> Solution:
+    """t0 == t1 or a size-0 state: nothing to integrate.  As scipy's RK solvers do (``OdeSolver.step``
+    finishes at once when ``n == 0 or t == t_bound``): f(t0, y0) is evaluated once (nfev = 1), there are
+    no steps, and the outputs are t0 and t1 (both t0 if the span is empty) or the ``t_eval`` points."""
+    f(t0, y0.reshape(-1))
+    ts = np.array([t0, t1]) if t_eval is None else np.asarray(t_eval, dtype=float)
+    ys = np.stack([y0.copy() for _ in ts])
+    dense = DenseOutput(f, tableau, [], {}, y0.shape, (t0, t1), constant=y0)
+    saves = [Save(float(t), "y0") for t in ts]
+    return Solution(
+        ts=ts,
+        ys=ys,
+        steps=[],
+        nfev=1,
+        n_accepted=0,
+        n_rejected=0,
+        R_E=0.0,
+        R_S=None if tableau.stiffness_pair is None else 0.0,
+        sol=dense,
+        method=tableau.name,
+        convention=conv.name,
+        t_span=(t0, t1),
+        saves=saves,
+    )
 
 
 def solution_from_result(res: IntegrationResult, f, shape, t_span) -> Solution:

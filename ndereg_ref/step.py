@@ -25,13 +25,21 @@ import autograd.numpy as anp
 import numpy
 from autograd.tracer import Box, getval
 
-from .errors import NonFiniteError
 from .tableaus import Tableau
 
-__all__ = ["StepResult", "rk_step", "rms_norm", "error_norm", "stiffness_estimate", "STIFFNESS_VARIANTS"]
+__all__ = [
+    "StepResult",
+    "rk_step",
+    "rms_norm",
+    "error_norm",
+    "scaled",
+    "stiffness_estimate",
+    "STIFFNESS_VARIANTS",
+]
 
-#: Stiffness-estimate variants of DESIGN §4.
-STIFFNESS_VARIANTS = ("rms_ratio", "max_elementwise", "hairer")
+#: Stiffness-estimate variants of DESIGN §4 (docs/design.md §4); ``rms_ratio_direct`` is ``rms_ratio`` with
+#: the stage-state difference formed from the stages, without cancellation.
+STIFFNESS_VARIANTS = ("rms_ratio", "max_elementwise", "hairer", "rms_ratio_direct")
 
 #: DOP853's weighting of its 3rd-order estimate in the combined error norm (Hairer's dop853.f, and scipy).
 DOP853_E3_WEIGHT = 0.01
@@ -44,6 +52,8 @@ class StepResult(NamedTuple):
     stages : (s, n) stage derivatives k_i.   stage_states : (s, n) stage states Y_i.
     error_norm : scaled error norm E.   stiffness : estimate S (None if the tableau has no stage pair).
     nfev : function evaluations made by this call.
+    nonfinite : None, or which value of the step is NaN/Inf (e.g. ``"stage 3"``, ``"y_new"``): the solver
+        then lets the convention decide (reject and shrink, or raise), docs/design.md §3.
     """
 
     t: float
@@ -56,6 +66,7 @@ class StepResult(NamedTuple):
     error_norm: float
     stiffness: float | None
     nfev: int
+    nonfinite: str | None = None
 
 
 def _xp(*xs):
@@ -66,13 +77,51 @@ def _xp(*xs):
 def rms_norm(x):
     """RMS(x) = ‖x‖₂ / √n, as ``sqrt(x·x) / n**0.5`` (bit-identical to scipy's ``norm(x) / x.size ** 0.5``).
 
-    At x = 0 the value is 0 and autograd gets the zero subgradient instead of 0·∞ = NaN.
+    Complex x: ‖x‖₂² = Re(x)·Re(x) + Im(x)·Im(x), numpy's ``linalg.norm`` order.  At x = 0 the value is 0
+    and autograd gets the zero subgradient instead of 0·∞ = NaN.  NaN stays NaN and an overflowing x·x
+    gives inf: a norm never turns a non-finite value into 0 (docs/design.md §2).
     """
+    if numpy.iscomplexobj(x):
+        sq = numpy.dot(x.real, x.real) + numpy.dot(x.imag, x.imag)
+        return numpy.sqrt(sq) / x.size**0.5
     np = _xp(x)
     sq = np.dot(x, x)
-    positive = getval(sq) > 0
-    root = np.sqrt(sq if positive else 1.0)
-    return (root if positive else 0.0 * root) / x.size**0.5
+    sq_val = getval(sq)
+    if sq_val > 0:
+        return np.sqrt(sq) / x.size**0.5
+    if sq_val == 0:
+        return 0.0 * np.sqrt(sq + 1.0)
+    return sq_val  # NaN
+
+
+def _norm2(x):
+    """‖x‖₂ as numpy's ``linalg.norm`` computes it (complex: Re·Re + Im·Im under the root)."""
+    if numpy.iscomplexobj(x):
+        return numpy.sqrt(numpy.dot(x.real, x.real) + numpy.dot(x.imag, x.imag))
+    np = _xp(x)
+    return np.sqrt(np.dot(x, x))
+
+
+def scaled(err, sc):
+    """err / sc elementwise, with the zero-scale rule of docs/design.md §2: where sc = 0 (atol = 0 and
+    a component that is exactly 0 at both ends of the step), 0/0 := 0 (nothing to control: the component
+    is exactly right) and x/0 := inf for x ≠ 0 (the step is rejected).  Plain division elsewhere, so the
+    result is bit-identical to ``err / sc`` whenever sc > 0.
+
+    scipy (NaN norm, then an endless loop), torchdiffeq ("underflow in dt") and OrdinaryDiffEq (DtNaN) all
+    fail on 0/0; the limit is what a user of a zero absolute tolerance means.
+
+    >>> scaled(numpy.array([0.0, 1.0, 2.0]), numpy.array([0.0, 0.0, 4.0]))
+    array([0. , inf, 0.5])
+    """
+    sc_val = getval(sc)
+    if numpy.all(sc_val > 0):
+        return err / sc
+    np = _xp(err, sc)
+    zero = sc_val == 0
+    safe = np.where(zero, 1.0, sc)
+    err_val = getval(err)
+    return np.where(zero, np.where(err_val == 0, 0.0, numpy.inf), err / safe)
 
 
 def error_scale(y, y_new, rtol, atol):
@@ -91,14 +140,14 @@ def error_norm(tableau: Tableau, K, h, y, y_new, rtol, atol):
     np = _xp(K, y, y_new)
     sc = error_scale(y, y_new, rtol, atol)
     if tableau.e3 is None:
-        y_err = np.dot(K.T, tableau.e) * h
-        return rms_norm(y_err / sc), y_err
-    err5 = np.dot(K.T, tableau.e) / sc
-    err3 = np.dot(K.T, tableau.e3) / sc
+        y_err = combine(K, tableau.e, h)
+        return rms_norm(scaled(y_err, sc)), y_err
+    err5 = scaled(combine(K, tableau.e, 1.0), sc)
+    err3 = scaled(combine(K, tableau.e3, 1.0), sc)
     # ‖·‖² as (√(x·x))², not x·x: scipy squares np.linalg.norm, and the last bit decides step sequences.
-    n5 = np.sqrt(np.dot(err5, err5)) ** 2
-    n3 = np.sqrt(np.dot(err3, err3)) ** 2
-    y_err = np.dot(K.T, tableau.e) * h
+    n5 = _norm2(err5) ** 2
+    n3 = _norm2(err3) ** 2
+    y_err = combine(K, tableau.e, h)
     if getval(n5) == 0 and getval(n3) == 0:
         return 0.0 * n5, y_err
     denom = n5 + DOP853_E3_WEIGHT * n3
@@ -120,15 +169,24 @@ def stiffness_estimate(tableau: Tableau, K, Y, h, variant: str = "rms_ratio"):
     * ``rms_ratio``:       S = RMS(k_y − k_x) / RMS(Y_y − Y_x)   (OrdinaryDiffEq 5.x, the papers' code)
     * ``max_elementwise``: S = ‖(k_y − k_x) / (Y_y − Y_x)‖_∞     (OrdinaryDiffEq today; 0/0 → 0)
     * ``hairer``:          S = h ‖k_y − k_x‖₂ / ‖Y_y − Y_x‖₂     (dopri5.f, compared there with 3.25)
+    * ``rms_ratio_direct``: ``rms_ratio`` with Y_y − Y_x = h Σ_j (a_yj − a_xj) k_j formed from the stages.
 
     All estimate |λ| of the dominant eigenvalue (``hairer``: |hλ|).  Returns None when the tableau has no
     stage pair.  A zero denominator gives 0.
+
+    Why ``rms_ratio_direct``: Y_y − Y_x as the difference of two stored states cancels catastrophically,
+    relative rounding ≈ u·‖Y‖/‖Y_y − Y_x‖ ≈ u·‖y‖/(h‖f‖), so at small h the papers' S loses digits (3e-4
+    relative at step 0 of B5/DOP853, enough to differ between two BLAS kernels); the stage form has the
+    conditioning of an ordinary s-term dot product.  Both are the same number in exact arithmetic.
     """
     if tableau.stiffness_pair is None:
         return None
     np = _xp(K, Y)
     ix, iy = tableau.stiffness_pair
     dk = K[iy] - K[ix]
+    if variant == "rms_ratio_direct":
+        dY = combine(K, tableau.A[iy] - tableau.A[ix], h)
+        return _safe_ratio(rms_norm(dk), rms_norm(dY))
     dY = Y[iy] - Y[ix]
     if variant == "rms_ratio":
         return _safe_ratio(rms_norm(dk), rms_norm(dY))
@@ -139,9 +197,46 @@ def stiffness_estimate(tableau: Tableau, K, Y, h, variant: str = "rms_ratio"):
     raise ValueError(f"unknown stiffness variant {variant!r}; expected one of {STIFFNESS_VARIANTS}")
 
 
-def _check_finite(k, t, what):
-    if not numpy.all(numpy.isfinite(getval(k))):
-        raise NonFiniteError(f"the vector field returned NaN/Inf at t={float(getval(t))!r} ({what})", t=t)
+def _dot_weights(K, w):
+    np = _xp(K)
+    return np.dot(K.T, w)
+
+
+def combine(K, w, h, h_first=False):
+    """h·Kᵀw, as ``dot(K.T, w) * h`` (scipy's order; ``h_first``: ``h * dot(K.T, w)``).
+
+    If the dot product overflows although every k_i is finite (f ≈ 1e308 with weights above 1, e.g. DP5's
+    a_43 = −56/15), it is recomputed with K scaled by a power of two, 2^−m ≤ 1/max|k_i|: scaling by a power
+    of two is exact, so where both forms are finite they are bit-identical, and the result is the finite
+    value whenever h·Kᵀw itself is representable (docs/design.md §2).
+    """
+    np = _xp(K)
+    with numpy.errstate(over="ignore", invalid="ignore"):
+        out = (h * np.dot(K.T, w)) if h_first else (np.dot(K.T, w) * h)
+    out_val = getval(out)
+    if numpy.all(numpy.isfinite(out_val)):
+        return out
+    K_val = getval(K)
+    if not numpy.all(numpy.isfinite(K_val)) or K_val.size == 0:
+        return out  # a non-finite stage: nothing to rescue, the solver decides
+    big = float(numpy.max(numpy.abs(K_val)))
+    if big == 0.0:
+        return out
+    m = numpy.frexp(big)[1]
+    s = numpy.ldexp(1.0, -int(m))
+    inner = np.dot((K * s).T, w)
+    with numpy.errstate(over="ignore", invalid="ignore"):
+        return ((h * inner) if h_first else (inner * h)) / s
+
+
+def _first_nonfinite(K_val, y_new_val, fsal):
+    """Name of the first non-finite stage (1-based, as in HNW) or of y_new; None if all are finite."""
+    for i in range(K_val.shape[0]):
+        if not numpy.all(numpy.isfinite(K_val[i])):
+            return f"stage {i + 1}" + (" (FSAL)" if fsal and i == K_val.shape[0] - 1 else "")
+    if not numpy.all(numpy.isfinite(y_new_val)):
+        return "y_new"
+    return None
 
 
 def rk_step(
@@ -185,14 +280,14 @@ def rk_step(
     if k1 is None:
         k1 = fun(t, y)
         nfev += 1
-        _check_finite(k1, t, "stage 1")
     # Untraced, the stages live in one preallocated (s, n) array, as in scipy; traced (y or any stage is an
     # autograd box, e.g. boxed params), in a list that is stacked, since autograd cannot follow in-place
     # writes.  Both give K[:i] the same memory layout, hence the same rounding.
     K_list, Y_list = [k1], [y]
     buf = None
     if not (isinstance(y, Box) or isinstance(k1, Box)):
-        buf = (numpy.empty((s, numpy.size(y))), numpy.empty((s, numpy.size(y))))
+        dtype = numpy.result_type(getval(y), getval(k1))
+        buf = (numpy.empty((s, numpy.size(y)), dtype), numpy.empty((s, numpy.size(y)), dtype))
         buf[0][0], buf[1][0] = k1, y
 
     def stages_so_far():
@@ -210,36 +305,38 @@ def rk_step(
             else:
                 buf[0][i], buf[1][i] = ki, Yi
 
-    np = numpy if buf is not None else anp
     last = s - 1 if tableau.fsal else s
+    # A NaN/Inf stage is not an error here: the convention decides (scipy and diffrax reject and shrink,
+    # torchdiffeq and OrdinaryDiffEq fail), so our arithmetic on such values is silenced — not the user's f.
     for i in range(1, last):
-        Yi = y + np.dot(stages_so_far().T, A[i, :i]) * h
+        Yi = y + combine(stages_so_far(), A[i, :i], h)
         ki = fun(t + c[i] * h, Yi)
-        _check_finite(ki, t, f"stage {i + 1}")
         store(ki, Yi)
-        np = numpy if buf is not None else anp
         nfev += 1
     if tableau.fsal:
         # y_{n+1} from the first s−1 stages, then the FSAL stage at (t + h, y_{n+1}).
-        y_new = y + h * np.dot(stages_so_far().T, tableau.b[:-1])
+        y_new = y + combine(stages_so_far(), tableau.b[:-1], h, h_first=True)
         k_last = fun(t + h, y_new)
-        _check_finite(k_last, t, f"stage {s} (FSAL)")
         store(k_last, y_new)
-        np = numpy if buf is not None else anp
         nfev += 1
     else:
-        y_new = y + h * np.dot(stages_so_far().T, tableau.b)
-    if buf is not None:
-        K, Y = buf
-    else:
-        K, Y = anp.stack(K_list), anp.stack(Y_list)
-    if n_control is None:
-        E, y_err = error_norm(tableau, K, h, y, y_new, rtol, atol)
-        S = stiffness_estimate(tableau, K, Y, h, stiffness)
-    else:
-        c_ = slice(0, n_control)
-        atol_c = atol[c_] if numpy.ndim(atol) else atol
-        E, _ = error_norm(tableau, K[:, c_], h, y[c_], y_new[c_], rtol, atol_c)
-        S = stiffness_estimate(tableau, K[:, c_], Y[:, c_], h, stiffness)
-        y_err = np.dot(K.T, tableau.e) * h
-    return StepResult(t, h, y, y_new, y_err, K, Y, E, S, nfev)
+        y_new = y + combine(stages_so_far(), tableau.b, h, h_first=True)
+    with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if buf is not None:
+            K, Y = buf
+        else:
+            K, Y = anp.stack(K_list), anp.stack(Y_list)
+        K_val, y_new_val = getval(K), getval(y_new)
+        nonfinite = None
+        if not (numpy.all(numpy.isfinite(K_val)) and numpy.all(numpy.isfinite(y_new_val))):
+            nonfinite = _first_nonfinite(K_val, y_new_val, tableau.fsal)
+        if n_control is None:
+            E, y_err = error_norm(tableau, K, h, y, y_new, rtol, atol)
+            S = stiffness_estimate(tableau, K, Y, h, stiffness)
+        else:
+            c_ = slice(0, n_control)
+            atol_c = atol[c_] if numpy.ndim(atol) else atol
+            E, _ = error_norm(tableau, K[:, c_], h, y[c_], y_new[c_], rtol, atol_c)
+            S = stiffness_estimate(tableau, K[:, c_], Y[:, c_], h, stiffness)
+            y_err = combine(K, tableau.e, h)
+    return StepResult(t, h, y, y_new, y_err, K, Y, E, S, nfev, nonfinite)

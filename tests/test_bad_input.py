@@ -20,20 +20,38 @@ def test_non_finite_y0():
         nr.solve_ivp(decay, (0, 1), np.array([1.0, np.nan]))
 
 
-def test_empty_y0():
-    with pytest.raises(ValueError, match="empty"):
-        nr.solve_ivp(decay, (0, 1), np.array([]))
+def test_empty_y0_returns_at_once_like_scipy():
+    # scipy 1.17: t = [t0, t1], y of shape (0, 2), nfev 1, success (OdeSolver.step with n == 0).
+    sol = nr.solve_ivp(decay, (0, 1), np.array([]))
+    assert sol.ts.tolist() == [0.0, 1.0] and sol.ys.shape == (2, 0)
+    assert (sol.nfev, sol.n_accepted, sol.n_rejected) == (1, 0, 0)
 
 
-def test_complex_y0():
-    with pytest.raises(TypeError, match="real"):
-        nr.solve_ivp(decay, (0, 1), np.array([1j]))
+def test_empty_span_returns_y0_like_scipy():
+    # scipy 1.17: t0 == t1 gives t = [t0, t0], y = [y0, y0], nfev 1.
+    sol = nr.solve_ivp(decay, (1.0, 1.0), np.array([2.0, 3.0]), convention="scipy")
+    assert sol.ts.tolist() == [1.0, 1.0] and sol.ys.tolist() == [[2.0, 3.0], [2.0, 3.0]]
+    assert sol.nfev == 1 and sol.steps == []
+    assert sol.sol(1.0).tolist() == [2.0, 3.0]
 
 
-@pytest.mark.parametrize("rtol", [0.0, -1e-3, np.nan])
+@pytest.mark.parametrize("rtol", [-1e-3, np.nan, np.inf, 1j, True, "1e-3"])
 def test_bad_rtol(rtol):
     with pytest.raises(ValueError, match="rtol"):
         nr.solve_ivp(decay, (0, 1), np.ones(1), rtol=rtol)
+
+
+def test_rtol_and_atol_both_zero_is_refused():
+    with pytest.raises(ValueError, match="rtol and atol are both 0"):
+        nr.solve_ivp(decay, (0, 1), np.ones(1), rtol=0.0, atol=0.0, convention="diffrax")
+    with pytest.raises(ValueError, match=r"both 0 \(component 1\)"):
+        nr.solve_ivp(decay, (0, 1), np.ones(2), rtol=0.0, atol=np.array([1e-6, 0.0]))
+
+
+def test_pure_absolute_tolerance_is_allowed():
+    # rtol = 0, atol > 0 is legal in scipy, torchdiffeq, diffrax and OrdinaryDiffEq.
+    sol = nr.solve_ivp(decay, (0, 1), np.ones(1), rtol=0.0, atol=1e-6, convention="torchdiffeq")
+    assert abs(sol.ys[-1, 0] - np.exp(-1.0)) < 1e-5
 
 
 def test_negative_atol():
@@ -46,9 +64,41 @@ def test_atol_wrong_shape():
         nr.solve_ivp(decay, (0, 1), np.ones(2), atol=np.ones(3))
 
 
-def test_empty_span():
-    with pytest.raises(ValueError, match="empty time span"):
-        nr.solve_ivp(decay, (1.0, 1.0), np.ones(1))
+def test_empty_span_is_refused_by_odeint():
+    with pytest.raises(ValueError, match="strictly monotonic"):
+        nr.odeint(lambda t, y, p: -p * y, np.ones(1), [1.0, 1.0], 1.0)
+
+
+def test_complex_y0_is_refused_by_the_adjoints():
+    with pytest.raises(TypeError, match="complex states are supported by solve_ivp"):
+        nr.odeint(lambda t, y, p: -p * y, np.array([1j]), [0.0, 1.0], 1.0)
+
+
+def test_complex_field_for_real_state_is_refused():
+    # scipy would drop the imaginary part with only a ComplexWarning.
+    with pytest.raises(TypeError, match="complex values .* for a real state"):
+        nr.solve_ivp(lambda t, y: 1j * y, (0, 1), np.ones(1))
+
+
+@pytest.mark.parametrize("args", [2.0, None])
+def test_args_not_iterable_is_refused_like_scipy(args):
+    if args is None:  # None means "no args"; f then gets no extra argument
+        assert nr.solve_ivp(decay, (0, 1), np.ones(1), args=None).n_accepted > 0
+        return
+    with pytest.raises(TypeError, match="Supplied 'args' cannot be unpacked"):
+        nr.solve_ivp(lambda t, y, a: -a * y, (0, 1), np.ones(1), args=args)
+
+
+def test_args_list_is_unpacked_like_scipy():
+    a = nr.solve_ivp(lambda t, y, a: -a * y, (0, 1), np.ones(1), args=[2.0], convention="scipy")
+    b = nr.solve_ivp(lambda t, y, a: -a * y, (0, 1), np.ones(1), args=(2.0,), convention="scipy")
+    assert a.ys.tolist() == b.ys.tolist()
+
+
+def test_dense_output_at_nan_time_is_refused():
+    sol = nr.solve_ivp(decay, (0, 1), np.ones(1))
+    with pytest.raises(ValueError, match="non-finite time"):
+        sol.sol(np.nan)
 
 
 def test_non_finite_span():
