@@ -4,6 +4,8 @@
 #   bash scripts/test.sh -m slow         # only the slow tests
 #   WITH_CROSSCHECK=1 bash scripts/test.sh   # also install torch/torchdiffeq/jax/diffrax/nodepy so the
 #                                            # cross-implementation tests run instead of skipping
+#   OPENBLAS_CORETYPE=Nehalem bash scripts/test.sh tests/test_golden_traces.py   # another BLAS kernel
+#                                            # (x86-64; .ci/run does this for the golden/oracle tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
