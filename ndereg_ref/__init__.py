@@ -53,8 +53,15 @@ from .brownian import BrownianPath  # noqa: E402
 from .neural_sde import NeuralSDE  # noqa: E402
 from .sde import SDE_TABLEAUS, SDESolution, sdeint, sdeint_regularized, solve_sde  # noqa: E402
 
-__all__ += ["BrownianPath", "NeuralSDE", "SDE_TABLEAUS", "SDESolution", "sdeint", "sdeint_regularized",
-            "solve_sde"]
+__all__ += [
+    "BrownianPath",
+    "NeuralSDE",
+    "SDE_TABLEAUS",
+    "SDESolution",
+    "sdeint",
+    "sdeint_regularized",
+    "solve_sde",
+]
 
 from .oracle import Trace, TraceFormatError, diff_traces, load_trace, make_trace, save_trace  # noqa: E402
 

@@ -53,6 +53,7 @@ from .conventions import get_convention
 from .errors import NonFiniteError
 from .solve import (
     Solution,
+    _effective_rtol,
     _flat_field,
     integrate,
     solution_from_result,
@@ -244,10 +245,12 @@ def _make_context(
     d = np.diff(ts)
     if not (np.all(d > 0) or np.all(d < 0)):
         raise ValueError("ts must be strictly monotonic (increasing, or decreasing to integrate backwards)")
+    conv = get_convention(convention)
+    rtol = _effective_rtol(conv, rtol)  # scipy: floored at 100·eps with scipy's warning
     t0, t1, y0_val, atol, t_eval = validate_inputs(
         (ts[0], ts[-1]), y0, rtol, atol, ts, first_step, max_step, max_steps, stiffness
     )
-    conv = get_convention(convention)
+    rtol = float(rtol)
     tableau = get_tableau(method)
     if isinstance(method, str):
         tableau = conv.resolve_tableau(tableau)
@@ -773,6 +776,10 @@ def odeint(
     (for auxiliary integral states, DESIGN §5).  ``adjoint_rtol``/``adjoint_atol``: tolerances of the
     backward solves of the continuous adjoints (default: the forward ones).
 
+    A single output time returns ``y0[None]`` without integrating (torchdiffeq's ``odeint`` does the same;
+    the gradient is the identity in y0 and zero in params).  Defaults differ from torchdiffeq's
+    (rtol 1e-7, atol 1e-9): here rtol = atol = 1e-6, the papers' training tolerance order.
+
     Example
     -------
     >>> import autograd, autograd.numpy as anp
@@ -781,6 +788,14 @@ def odeint(
     >>> round(float(g), 5)   # d/dθ e^{−θ} = −e^{−0.5}
     -0.60653
     """
+    ts_arr = np.asarray(getval(ts), dtype=float) if np.ndim(getval(ts)) == 1 else None
+    if ts_arr is not None and ts_arr.size == 1:
+        if not np.isfinite(ts_arr[0]):
+            raise ValueError(f"ts must be finite, got ts[0] = {float(ts_arr[0])!r}")
+        y0_val = np.asarray(getval(y0))
+        if y0_val.dtype.kind not in "fiub" or not np.all(np.isfinite(y0_val)) or y0_val.size == 0:
+            raise ValueError("y0 must be a non-empty, finite, real array")
+        return anp.reshape(y0, (1, *np.shape(y0_val))) * 1.0
     ys, _, _, _ = odeint_regularized(
         fun, y0, ts, params, method=method, convention=convention, rtol=rtol, atol=atol, adjoint=adjoint,
         first_step=first_step, max_step=max_step, max_steps=max_steps, stiffness=stiffness,

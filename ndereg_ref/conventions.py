@@ -79,7 +79,7 @@ def _hairer_norms(y0, f0, rtol, atol):
 
 def _nonfinite_initial(library, what, t0):
     return NonFiniteError(
-        f"the starting-step heuristic got a NaN/Inf {what} at t={t0!r}: f(t0 + h0, y0 + h0·f0) is not "
+        f"the starting-step heuristic got a NaN/Inf {what} at t={float(t0)!r}: f(t0 + h0, y0 + h0·f0) is not "
         f"finite ({library} ends such a solve with a NaN step size)",
         t=t0,
     )
@@ -247,15 +247,16 @@ class Convention:
         """The rtol the library actually uses (default: as given)."""
         return rtol
 
-    def nonfinite_error_norm(self, q: float, t: float, h: float) -> float:
+    def nonfinite_error_norm(self, q: float, t: float, h: float, what: str | None = None) -> float:
         """What the library does with a NaN/Inf error norm q (a stage or the state is NaN/Inf, or the error
         overflowed): return the q its accept test and controller then see, or raise
         :class:`NonFiniteError` where the library's solve fails.  Default: fail on NaN; inf is an ordinary
         (rejected) value."""
         if np.isnan(q):
             raise NonFiniteError(
-                f"the error estimate is NaN at t={t!r}, h={h!r} (a stage of the step is NaN/Inf); "
-                f"{self.name} fails here too ({self._nan_failure})",
+                f"the error estimate is NaN at t={float(t)!r}, h={float(h)!r} "
+                f"({what or 'a value of the step'} is NaN/Inf); {self.name} fails here too "
+                f"({self._nan_failure})",
                 t=t,
             )
         return q
@@ -292,7 +293,7 @@ class ScipyConvention(Convention):
             return SCIPY_RTOL_FLOOR
         return rtol
 
-    def nonfinite_error_norm(self, q, t, h):
+    def nonfinite_error_norm(self, q, t, h, what=None):
         return q  # NaN: rejected (q < 1 is False) and shrunk by max(0.2, nan) = 0.2
 
     @staticmethod
@@ -393,7 +394,7 @@ class DiffraxConvention(Convention):
     def rejection_fevals(self, tableau, before_first_accept):
         return 1 if (tableau.fsal and before_first_accept) else 0
 
-    def nonfinite_error_norm(self, q, t, h):
+    def nonfinite_error_norm(self, q, t, h, what=None):
         # PIDController.adapt_step_size turns a NaN scaled error into inf: rejected, factor 0.2.
         return np.inf
 

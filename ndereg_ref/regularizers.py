@@ -9,9 +9,10 @@ Global solver-heuristic regularizers come straight out of :func:`ndereg_ref.odei
 over the accepted steps j, differentiated by the discrete adjoint with frozen h_j.  This module adds:
 
 * **local regularization** (Pal, Edelman & Rackauckas, ICML 2023, Alg. 1): draw one time t_r — uniformly in
-  [t0, t1] (*unbiased*) or uniformly among the solver's accepted step times without the final one
-  (*biased*) — then, with no gradient, u_r = y(t_r) (dense output), k_1 = f(t_r, u_r) and Hairer's initial
-  step h_r from (t_r, u_r) with dtmax = t1 − t_r; with gradient w.r.t. the parameters only, take one Tsit5
+  [t0, t1] (*unbiased*) or uniformly among the solver's accepted step end times t_1 … t_{N−1}, or the
+  user's save times (*biased*) — then, with no gradient, u_r = y(t_r) (dense output), k_1 = f(t_r, u_r)
+  and OrdinaryDiffEq's initial step h_r from (t_r, u_r) (exponent 1/order, dtmax = t1 − t_r, docs/design.md
+  §5); with gradient w.r.t. the parameters only, take one Tsit5
   step from (t_r, u_r, k_1) with step h_r and return r = E(t_r)·h_r.  Composes with any adjoint.
 * **STEER** (Ghosh et al., NeurIPS 2020): train with the end time T ~ U(t1 − b, t1 + b).
 * **TayNODE** (Kelly et al., NeurIPS 2020): R_K = ∫ ‖d^K z/dt^K‖² / D dt, the K-th total time derivative

@@ -1441,12 +1441,14 @@ def sde_local_regularization(
 ):
     """The local regularizer of Pal, Edelman & Rackauckas (ICML 2023, Alg. 1) for an SDE solve ``info``.
 
-    1. t_r ~ U(t0, t1) (``"unbiased"``) or uniform over the accepted step times without the final time,
-       [t0, t_1, …, t_{N−1}] (``"biased"``; or over ``save_times`` without t1 if given).
+    1. t_r ~ U(t0, t1) (``"unbiased"``) or uniform over the accepted step end times without the final
+       time, t_1, …, t_{N−1} (``"biased"``, t0 never, as in the ODE version and the papers' code, which saves
+       with ``save_start=false``; t0 only if the solve took one step; or over ``save_times`` without t1).
     2. No gradient: u_r = X(t_r) — the accepted state if t_r is a step time, else the *linear interpolation*
        of the two accepted states around t_r (StochasticDiffEq's SDE interpolant; a Brownian-bridge
        interpolation would need the noise of the whole step and gains nothing for a regularizer);
-       h_r = :func:`sde_initial_step` at (t_r, u_r) with dtmax = t1 − t_r.
+       h_r = :func:`sde_initial_step` at (t_r, u_r) with dtmax = t1 − t_r, clipped to t1 (unlike the ODE
+       h_r) because the Brownian path of the solve ends there.
     3. With gradient w.r.t. params only: one step of the solve's method from (t_r, u_r) with step h_r and the
        solve's Brownian path over [t_r, t_r + h_r] (new times are bridged, so the path stays consistent);
        r = E·h_r.
@@ -1464,7 +1466,11 @@ def sde_local_regularization(
     if sampling == "unbiased":
         t_r = float(rng.uniform(t0, t1))
     else:
-        candidates = np.asarray(info.t_accepted if save_times is None else save_times, dtype=float)
+        if save_times is None:
+            ends = np.asarray(info.t_accepted, dtype=float)[1:]
+            candidates = ends if ends.size > 1 else np.asarray(info.t_accepted, dtype=float)[:1]
+        else:
+            candidates = np.asarray(save_times, dtype=float)
         candidates = candidates[candidates != t1]
         if candidates.size == 0:
             raise ValueError("biased sampling: no step time other than the final time to draw from")

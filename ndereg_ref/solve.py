@@ -111,7 +111,7 @@ def _flat_field(fun, args, shape, complex_state=False):
                     "state: pass a complex y0 to integrate in the complex domain (solve_ivp only)"
                 )
             if out.dtype.kind != "c":
-                raise TypeError(f"fun returned a non-numeric array (dtype {out.dtype}) at t={t!r}")
+                raise TypeError(f"fun returned a non-numeric array (dtype {out.dtype}) at t={float(t)!r}")
         return out.reshape(-1)
 
     return f
@@ -279,7 +279,9 @@ def integrate(
     k1 = f(t0, y0)
     nfev = 1
     if not np.all(np.isfinite(getval(k1))):
-        raise NonFiniteError(f"the vector field returned NaN/Inf at t={t0!r} (initial evaluation)", t=t0)
+        raise NonFiniteError(
+            f"the vector field returned NaN/Inf at t={float(t0)!r} (initial evaluation)", t=t0
+        )
     h_abs = 0.0
     if frozen_steps is None:
         for _ in range(convention.extra_initial_fevals()):
@@ -349,7 +351,7 @@ def integrate(
             nfev += res.nfev
             if res.nonfinite is not None:
                 raise NonFiniteError(
-                    f"{res.nonfinite} is NaN/Inf in the frozen step from t={t!r}, h={h!r}", t=t
+                    f"{res.nonfinite} is NaN/Inf in the frozen step from t={float(t)!r}, h={float(h)!r}", t=t
                 )
             records.append(_record(res, t, h, t_new, True, reshape))
             h_abs_next = h_abs
@@ -494,13 +496,14 @@ def _attempt_until_accepted(
         if h_abs < min_step:
             cause = " (max_step is below it)" if h_abs == max_step else ""
             raise StepSizeUnderflowError(
-                f"step size {h_abs!r} underflows at t={t!r}: less than 10 spacings of floating-point "
-                f"numbers near t ({min_step!r}){cause}",
+                f"step size {float(h_abs)!r} underflows at t={float(t)!r}: less than 10 spacings of "
+                f"floating-point numbers near t ({float(min_step)!r}){cause}",
                 t=t,
             )
         if n_attempts >= max_steps:
             raise MaxStepsExceededError(
-                f"max_steps={max_steps} attempted steps reached at t={t!r} before t1={t1!r}", t=t
+                f"max_steps={max_steps} attempted steps reached at t={float(t)!r} before t1={float(t1)!r}",
+                t=t,
             )
         h = h_abs * direction
         t_new = t + h
@@ -520,7 +523,9 @@ def _attempt_until_accepted(
         n_attempts += 1
         q = float(getval(res.error_norm))
         if not np.isfinite(q):
-            q = convention.nonfinite_error_norm(q, t, h)  # the library's rule: a value to reject, or raise
+            q = convention.nonfinite_error_norm(
+                q, t, h, res.nonfinite
+            )  # the library's rule: a value to reject, or raise
         accepted = convention.accept(q)
         h_abs_next, state = convention.propose(q, abs(h), accepted, rejected_before, state, tableau)
         records.append(_record(res, t, h, t_new, accepted, reshape))
@@ -529,8 +534,8 @@ def _attempt_until_accepted(
                 # E passed the test although some value is NaN/Inf (e.g. a stage with b_i = e_i = 0, or an
                 # overflowing state): continuing would hand NaN to the next step, never a right answer.
                 raise NonFiniteError(
-                    f"{res.nonfinite} is NaN/Inf in the step from t={t!r} with h={h!r}, which the error "
-                    f"estimate E={q!r} accepted: the solution is not finite there",
+                    f"{res.nonfinite} is NaN/Inf in the step from t={float(t)!r} with h={float(h)!r}, which "
+                    f"the error estimate E={float(q)!r} accepted: the solution is not finite there",
                     t=t,
                 )
             return res, t_new, h, h_abs_next, state, n_attempts, nfev
@@ -592,7 +597,7 @@ class DenseOutput:
         t0, t1 = self.t_span
         lo, hi = min(t0, t1), max(t0, t1)
         if not np.all(np.isfinite(t)):
-            raise ValueError(f"dense output requested at a non-finite time {t!r}")
+            raise ValueError(f"dense output requested at a non-finite time {float(t)!r}")
         if np.any(t < lo) or np.any(t > hi):
             raise ValueError(f"dense output requested outside the solved span {self.t_span}")
         scalar = t.ndim == 0
@@ -850,7 +855,7 @@ def solve_fixed_grid(
     if grid.ndim != 1 or grid.size < 2:
         raise ValueError("grid must be a 1-D array of at least two times")
     shape = anp.shape(y0)
-    f = _flat_field(fun, args, shape)
+    f = _flat_field(fun, _as_args(args), shape, complex_state=np.iscomplexobj(getval(y0)))
     y = anp.reshape(y0, (-1,))
     k1 = None
     ys, steps = [y], []

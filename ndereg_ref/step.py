@@ -206,7 +206,7 @@ def combine(K, w, h, h_first=False):
     """h·Kᵀw, as ``dot(K.T, w) * h`` (scipy's order; ``h_first``: ``h * dot(K.T, w)``).
 
     If the dot product overflows although every k_i is finite (f ≈ 1e308 with weights above 1, e.g. DP5's
-    a_43 = −56/15), it is recomputed with K scaled by a power of two, 2^−m ≤ 1/max|k_i|: scaling by a power
+    a_42 = −56/15), it is recomputed with K scaled by a power of two, 2^−m ≤ 1/max|k_i|: scaling by a power
     of two is exact, so where both forms are finite they are bit-identical, and the result is the finite
     value whenever h·Kᵀw itself is representable (docs/design.md §2).
     """

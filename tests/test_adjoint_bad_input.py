@@ -33,7 +33,14 @@ def test_field_shape_mismatch():
 
 def test_ts_too_short():
     with pytest.raises(ValueError, match="at least two"):
-        nr.odeint(lambda t, y, th: -y, np.ones(1), [0.0], np.ones(1))
+        nr.odeint(lambda t, y, th: -y, np.ones(1), [], np.ones(1))
+    with pytest.raises(ValueError, match="at least two"):  # the regularizers need a solve
+        nr.odeint_regularized(lambda t, y, th: -y, np.ones(1), [0.0], np.ones(1))
+
+
+def test_single_output_time_returns_y0_like_torchdiffeq():
+    ys = nr.odeint(lambda t, y, th: -y, np.array([1.0, 2.0]), [0.5], np.ones(1))
+    assert ys.tolist() == [[1.0, 2.0]]
 
 
 def test_unknown_adjoint():

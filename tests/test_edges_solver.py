@@ -172,7 +172,7 @@ def test_nan_stage_on_an_accepted_step_raises_instead_of_propagating():
 # ---------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["dp5", "tsit5", "dop853", "bs3", "rkf45", "cash_karp"])
 def test_overflowing_stage_combination_gives_the_finite_answer(method):
-    # y' = 1e308: y(1e-10) = 1e298 exactly representable to rounding; DP5's a_43 = −56/15 makes the plain
+    # y' = 1e308: y(1e-10) = 1e298 exactly representable to rounding; DP5's a_42 = −56/15 makes the plain
     # dot product of the stages overflow to inf − inf = NaN although every stage state is ~1e298.
     sol = nr.solve_ivp(lambda t, y: np.full_like(y, 1e308), (0.0, 1e-10), np.zeros(2), method=method)
     np.testing.assert_allclose(sol.ys[-1], [1e298, 1e298], rtol=1e-13)

@@ -147,7 +147,7 @@ def test_local_regularizer_gradient_and_sample(sampling):
     t0, t1 = info.t_span
     assert t0 <= s.t_r < t1 and 0 < s.h_r <= t1 - s.t_r
     if sampling == "biased":
-        assert s.t_r in set(info.t_accepted[:-1])
+        assert s.t_r in set(info.t_accepted[1:-1])  # step end times t_1 … t_{N−1}: never t0
     # u_r = X(t_r) by linear interpolation of the accepted states (independent: np.interp per component)
     expected = [np.interp(s.t_r, info.t_accepted, info.y_accepted[:, k]) for k in range(X0.size)]
     np.testing.assert_allclose(s.u_r, expected, rtol=1e-14)
@@ -195,7 +195,7 @@ def test_unbiased_and_biased_draws():
         sde_local_regularization(drift, mult_noise, P0, info, rng, sampling="biased")[1].t_r
         for _ in range(200)
     ]
-    assert set(t_b) <= set(info.t_accepted[:-1])
+    assert set(t_b) <= set(info.t_accepted[1:-1]) and info.t_span[0] not in set(t_b)
 
 
 @pytest.mark.parametrize(
