@@ -16,6 +16,7 @@ accept/reject decisions carry no gradient, DESIGN §5).
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -176,14 +177,14 @@ def ordinarydiffeq_initial_step(fun, t0, y0, f0, t1, order: int, rtol, atol, dtm
     dt0 = min(dt0, dtmax)
     f1 = np.asarray(fun(t0 + direction * dt0, y0 + direction * dt0 * f0))
     if np.array_equal(f1, f0):
-        return max(dtmin, 100 * dt0), 1
+        return float(max(dtmin, 100 * dt0)), 1
     with np.errstate(invalid="ignore", over="ignore"):
         d2 = _rms(_ratio0(f1 - f0, scale)) / dt0
     if not np.isfinite(d2):
         raise _nonfinite_initial("OrdinaryDiffEq", "probe", t0)
     m = max(d1, d2)
-    dt1 = max(1e-6, dt0 / 1000) if m <= 1e-15 else 10 ** (-(2 + np.log10(m)) / order)
-    return max(dtmin, min(100 * dt0, dt1, dtmax)), 1
+    dt1 = max(1e-6, dt0 / 1000) if m <= 1e-15 else 10.0 ** (-(2 + math.log10(m)) / order)
+    return float(max(dtmin, min(100 * dt0, dt1, dtmax))), 1
 
 
 @dataclass(frozen=True)
