@@ -93,6 +93,7 @@ def test_zero_atol_vector_entry_on_a_moving_component_is_pure_relative_control()
 # ---------------------------------------------------------------------------------------------------------
 # §1 NaN/Inf error norms: each library's own rule
 # ---------------------------------------------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # Robertson's field itself overflows (in scipy's run)
 def test_scipy_convention_rejects_nan_error_and_shrinks_by_min_factor_exactly_as_scipy():
     # scipy DOP853 survives Robertson's first trial step: its error norm is NaN, `error_norm < 1` is False,
     # and max(MIN_FACTOR, SAFETY * nan ** k) is Python's max, i.e. 0.2 (scipy/integrate/_ivp/rk.py).
@@ -111,6 +112,7 @@ def test_scipy_convention_rejects_nan_error_and_shrinks_by_min_factor_exactly_as
     assert sol.nfev == ref.nfev
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the field itself overflows
 def test_scipy_convention_fails_where_scipy_fails_on_robertson_at_loose_tolerance():
     y0 = np.array([1.0, 0.0, 0.0])
     ref = si.solve_ivp(robertson, (0.0, 0.1), y0, method="DOP853", rtol=1e-2, atol=1e-2)
@@ -119,6 +121,7 @@ def test_scipy_convention_fails_where_scipy_fails_on_robertson_at_loose_toleranc
         nr.solve_ivp(robertson, (0.0, 0.1), y0, method="dop853", convention="scipy", rtol=1e-2, atol=1e-2)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the field itself overflows
 def test_diffrax_convention_turns_nan_error_into_inf_and_rejects_with_factor_min():
     # diffrax PIDController.adapt_step_size: a NaN scaled error becomes inf, so the step is rejected and
     # the factor is clip(0.9 · inf^(−1/p), 0.2, 0.9) = 0.2.
@@ -135,6 +138,7 @@ def test_diffrax_convention_turns_nan_error_into_inf_and_rejects_with_factor_min
     assert np.all(np.isfinite(sol.ys))
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # Robertson's field itself overflows
 @pytest.mark.parametrize(
     ("convention", "library_words"), [("torchdiffeq", "underflow in dt"), ("ordinarydiffeq", "DtNaN")]
 )
@@ -178,6 +182,7 @@ def test_overflowing_stage_combination_gives_the_finite_answer(method):
     np.testing.assert_allclose(sol.ys[-1], [1e298, 1e298], rtol=1e-13)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the field itself overflows
 def test_genuine_overflow_of_the_state_raises():
     with pytest.raises(nr.SolverError):
         nr.solve_ivp(
@@ -435,6 +440,7 @@ def test_direct_stiffness_regularizer_gradient_matches_the_tape():
 # ---------------------------------------------------------------------------------------------------------
 # hypothesis: atol may be 0, y0 may have zeros
 # ---------------------------------------------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore:At least one element of `rtol`")  # scipy's rtol floor, expected
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     y0=hnp.arrays(float, 3, elements=st.sampled_from([0.0, 0.0, 1.0, -2.5, 1e-3])),
