@@ -99,7 +99,6 @@ def hairer_initial_step(
     max_step=np.inf,
     *,
     clamp_to_interval=True,
-    julia_shortcut=False,
     raise_on_nonfinite_probe=False,
 ) -> tuple[float, int]:
     """Hairer's starting step (HNW I §II.4) as scipy computes it (``scipy/integrate/_ivp/common.py``,
@@ -116,17 +115,14 @@ def hairer_initial_step(
     ``clamp_to_interval=False`` drops both interval clamps (torchdiffeq's ``_select_initial_step``, which
     also ignores max_step); ``raise_on_nonfinite_probe``: torchdiffeq's ``torch.max`` propagates a NaN d2
     into a NaN first step ("underflow in dt"), raised here as :class:`NonFiniteError`.
-    ``julia_shortcut`` is kept for backwards compatibility and means
-    :func:`ordinarydiffeq_initial_step` with exponent 1/(order+1).  Components with sc0 = 0 are left out
-    (:func:`_ratio0`).  Returns (|h|, f evaluations made = 1).
+    OrdinaryDiffEq's variant (exponent 1/order, f1 == f0 shortcut) is :func:`ordinarydiffeq_initial_step`.
+    Components with sc0 = 0 are left out (:func:`_ratio0`).  Returns (|h|, f evaluations made = 1).
 
     >>> f = lambda t, y: -y
     >>> h, n = hairer_initial_step(f, 0.0, np.array([1.0]), np.array([-1.0]), 1.0, 4, 1e-3, 1e-6)
     >>> round(h, 12), n    # (0.01 / 999.000999)^(1/5), docs/design.md §3
     (0.100019992005, 1)
     """
-    if julia_shortcut:
-        return ordinarydiffeq_initial_step(fun, t0, y0, f0, t1, order + 1, rtol, atol, max_step)
     direction = 1.0 if t1 > t0 else -1.0
     interval = abs(t1 - t0)
     y0 = np.asarray(y0)
