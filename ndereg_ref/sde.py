@@ -102,6 +102,7 @@ from autograd.tracer import Box, getval
 from .brownian import SQRT3, BrownianPath, Increment
 from .data import as_generator
 from .errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
+from .step import scaled
 
 __all__ = [
     "SRITableau",
@@ -450,13 +451,7 @@ def sde_error_norm(E_drift, E_noise, y, y_new, rtol, atol, delta):
     err = delta * E_drift
     if E_noise is not None:
         err = err + E_noise
-    if np.all(getval(sc) > 0):
-        return anp.sqrt(anp.mean((err / sc) ** 2))
-    zero = getval(sc) == 0
-    # divide by 1 where sc = 0 so that neither the value nor autograd's VJP meets a 0/0
-    ratio = err / anp.where(zero, 1.0, sc)
-    ratio = anp.where(zero & (getval(err) != 0), np.inf, anp.where(zero, 0.0, ratio))
-    return anp.sqrt(anp.mean(ratio**2))
+    return anp.sqrt(anp.mean(scaled(err, sc) ** 2))  # scaled: plain err/sc whenever every sc > 0
 
 
 def em_step(f, g, t, y, h, dW) -> SDEStepResult:
@@ -662,10 +657,10 @@ def sde_initial_step(f, g, t0, x0, order, rtol, atol, dtmax) -> tuple[float, int
     """
     x0 = np.asarray(getval(x0), dtype=float)
     sc = atol + np.abs(x0) * rtol
-    d0 = _rms(_scaled(x0, sc))
+    d0 = _rms(scaled(x0, sc))
     f0 = _finite_eval(f, t0, x0, "drift f")
     g0 = 3.0 * _finite_eval(g, t0, x0, "diffusion g")
-    d1 = _rms(_scaled(np.maximum(np.abs(f0 + g0), np.abs(f0 - g0)), sc))
+    d1 = _rms(scaled(np.maximum(np.abs(f0 + g0), np.abs(f0 - g0)), sc))
     h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
     h0 = min(h0, dtmax)
     if not h0 > 0:  # d1 = inf: f or g is non-zero where sc = 0 (atol = 0 and x0 = 0 there)
@@ -679,7 +674,7 @@ def sde_initial_step(f, g, t0, x0, order, rtol, atol, dtmax) -> tuple[float, int
     f1 = _finite_eval(f, t0 + h0, x1, "drift f")
     g1 = 3.0 * _finite_eval(g, t0 + h0, x1, "diffusion g")
     dg = np.maximum(np.abs(g0 - g1), np.abs(g0 + g1))
-    d2 = _rms(_scaled(np.maximum(np.abs(f1 - f0 + dg), np.abs(f1 - f0 - dg)), sc)) / h0
+    d2 = _rms(scaled(np.maximum(np.abs(f1 - f0 + dg), np.abs(f1 - f0 - dg)), sc)) / h0
     if max(d1, d2) <= 1e-15:
         h1 = max(1e-6, h0 * 1e-3)
     else:
@@ -692,16 +687,6 @@ def sde_initial_step(f, g, t0, x0, order, rtol, atol, dtmax) -> tuple[float, int
             t=t0,
         )
     return h, 2, 2
-
-
-def _scaled(x, sc):
-    """x/sc elementwise with the error norm's rule where sc = 0: 0/0 := 0, x/0 := inf (plain division,
-    bit for bit, when every sc > 0)."""
-    if np.all(sc > 0):
-        return x / sc
-    zero = sc == 0
-    out = x / np.where(zero, 1.0, sc)
-    return np.where(zero, np.where(x == 0, 0.0, np.inf), out)
 
 
 def _finite_eval(fun, t, x, name):
