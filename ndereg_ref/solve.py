@@ -523,9 +523,8 @@ def _attempt_until_accepted(
         n_attempts += 1
         q = float(getval(res.error_norm))
         if not np.isfinite(q):
-            q = convention.nonfinite_error_norm(
-                q, t, h, res.nonfinite
-            )  # the library's rule: a value to reject, or raise
+            # The library's rule for a NaN/Inf error norm: a value its controller rejects, or raise.
+            q = convention.nonfinite_error_norm(q, t, h, res.nonfinite)
         accepted = convention.accept(q)
         h_abs_next, state = convention.propose(q, abs(h), accepted, rejected_before, state, tableau)
         records.append(_record(res, t, h, t_new, accepted, reshape))
