@@ -78,7 +78,7 @@ __all__ = [
 ADJOINTS = ("discrete", "tape", "backsolve", "interpolating", "quadrature")
 CONTINUOUS_ADJOINTS = ("backsolve", "interpolating", "quadrature")
 E_VARIANTS = ("sum", "mean")
-S_VARIANTS = ("sum", "max")
+S_VARIANTS = ("sum", "max", "mean")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -676,16 +676,32 @@ def _continuous_adjoint(ctx: _Context, g_ys):
 # public entry points
 # --------------------------------------------------------------------------------------------------
 def _regularizer_sums(ctx, E, S, e_variant, s_variant):
+    """R_E and R_S over the accepted steps in the requested aggregation (docs/design.md §5).
+
+    The papers' code (RegNeuralDE.jl, a SavingCallback with save_start) saves one value at t0 and one per
+    accepted step; the t0 values are E h = 0 (dt is still 0) and S = 1 (OrdinaryDiffEq initialises
+    ``eigen_est`` to 1), so over the N_acc + 1 saved values, with σ the stability size (Tsit5: 3.5068):
+
+        "mean" (E): R_E = (0 + Σ_j E_j|h_j|) / (N_acc + 1)
+        "max"  (S): R_S = max(1, max_j S_j) / σ            (≥ 1/σ; zero gradient while every S_j < 1)
+        "mean" (S): R_S = (1 + Σ_j S_j) / (σ (N_acc + 1))  (the S part of the papers' ER+SR, no h factor)
+
+    S_j that are NaN count as 0, as in the papers' save function.
+    """
     hs = np.array([abs(ctx.result.records[i].h) for i in ctx.result.accepted_index])
     R_E = anp.sum(E * hs)
-    if e_variant == "mean":  # the papers' code: mean over the saved values, incl. a zero entry at t0
+    if e_variant == "mean":
         R_E = R_E / (len(hs) + 1)
     if ctx.tableau.stiffness_pair is None:
         return R_E, None
-    if s_variant == "max":  # the papers' code: max_j S_j / stability size
-        R_S = anp.max(S) / ctx.tableau.stability_size
+    if s_variant == "sum":
+        return R_E, anp.sum(S * hs)
+    S = anp.where(np.isnan(getval(S)), 0.0, S)
+    sigma = ctx.tableau.stability_size
+    if s_variant == "max":
+        R_S = anp.max(anp.concatenate([anp.ones(1), S])) / sigma
     else:
-        R_S = anp.sum(S * hs)
+        R_S = (1.0 + anp.sum(S)) / (sigma * (len(hs) + 1))
     return R_E, R_S
 
 
@@ -830,7 +846,9 @@ def odeint_regularized(
     Returns ``(ys, R_E, R_S, info)`` with, over the accepted steps j of the solve,
 
         R_E = Σ_j E_j |h_j|   (ERNODE; ``e_variant="mean"``: divided by N_acc + 1, the papers' code)
-        R_S = Σ_j S_j |h_j|   (SRNODE; ``s_variant="max"``: max_j S_j / stability size, the papers' code)
+        R_S = Σ_j S_j |h_j|   (SRNODE; ``s_variant="max"``: max(1, max_j S_j) / stability size, the
+                               papers' code with its t0 entry S = 1; ``"mean"``: (1 + Σ_j S_j)/(σ(N_acc+1)),
+                               the S part of their ER+SR; see :func:`_regularizer_sums`)
 
     both differentiable (h_j and the accept decisions frozen) with ``adjoint="discrete"`` or ``"tape"``.
     R_S is None for tableaus without a stiffness pair.  ``info`` is the forward :class:`Solution` (steps,

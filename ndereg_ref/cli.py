@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-EXPERIMENTS = ("spiral", "classify", "spiral-sde")
+EXPERIMENTS = ("digits", "mnist", "spiral", "classify", "spiral-sde")
 
 
 def _fail(prog: str, message) -> int:
@@ -38,6 +38,13 @@ def _reproduce(argv) -> int:
     ap.add_argument("--methods", default=None, help="comma-separated subset of methods")
     ap.add_argument("--progress", action="store_true", help="show progress bars")
     ap.add_argument(
+        "--variant",
+        choices=("code", "text"),
+        default=None,
+        help="digits/mnist: the regularizers as the papers' code computes them (default: means, max) or "
+        "as their text writes them (sums)",
+    )
+    ap.add_argument(
         "--fresh",
         action="store_true",
         help="ignore the finished runs kept in <out>/partial/ and recompute all",
@@ -55,6 +62,7 @@ def _reproduce(argv) -> int:
             methods=None if args.methods is None else [m.strip() for m in args.methods.split(",")],
             progress=args.progress,
             fresh=args.fresh,
+            variant=args.variant,
         )
     except ExperimentError as exc:  # raised before any training: nothing to keep
         return _fail(ap.prog, exc)

@@ -134,6 +134,9 @@ class MLP:
     hidden : widths of the hidden layers (an int means one hidden layer; ``()`` gives an affine field).
     activation : ``"tanh"`` or ``"softplus"`` for the hidden layers.
     time_input : append t as an extra input feature (then ∂f/∂t ≠ 0).
+    time_every_layer : append t to the input of *every* layer, not only the first (implies ``time_input``):
+        the MNIST field of Pal et al. (2021, §5.2; their code's ``Dense(784+1 → 100, tanh)``,
+        ``Dense(100+1 → 784, tanh)``), f(x, t) = tanh(W2 [tanh(W1 [x; t] + b1); t] + b2).
     cubic_input : feed y³ (elementwise) instead of y — the spiral example's ``NN(u.^3)``.
     final_activation : ``None`` (linear output layer), ``"tanh"`` or ``"softplus"``.
 
@@ -149,6 +152,7 @@ class MLP:
         time_input: bool = False,
         cubic_input: bool = False,
         final_activation: str | None = None,
+        time_every_layer: bool = False,
     ):
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
@@ -167,13 +171,18 @@ class MLP:
         self.dim = int(dim)
         self.hidden = tuple(int(w) for w in hidden)
         self.activation = activation
-        self.time_input = bool(time_input)
+        self.time_every_layer = bool(time_every_layer)
+        self.time_input = bool(time_input) or self.time_every_layer
         self.cubic_input = bool(cubic_input)
         self.final_activation = final_activation
         self.layer_sizes = (self.dim + int(self.time_input), *self.hidden, self.dim)
+        # with time_every_layer, layers after the first see their input plus the t column
+        self._fan_in = tuple(
+            n + int(self.time_every_layer and l > 0) for l, n in enumerate(self.layer_sizes[:-1])
+        )
         self._param_shapes = tuple(
             shape
-            for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:])
+            for n_in, n_out in zip(self._fan_in, self.layer_sizes[1:])
             for shape in ((n_in, n_out), (n_out,))
         )
 
@@ -181,7 +190,8 @@ class MLP:
         return (
             f"MLP(dim={self.dim}, hidden={self.hidden}, activation={self.activation!r}, "
             f"time_input={self.time_input}, cubic_input={self.cubic_input}, "
-            f"final_activation={self.final_activation!r})"
+            f"final_activation={self.final_activation!r}"
+            + (", time_every_layer=True)" if self.time_every_layer else ")")
         )
 
     @property
@@ -208,7 +218,7 @@ class MLP:
         """
         rng = as_generator(rng)
         params = []
-        for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:]):
+        for n_in, n_out in zip(self._fan_in, self.layer_sizes[1:]):
             limit = np.sqrt(6.0 / (n_in + n_out))
             params += [rng.uniform(-limit, limit, size=(n_in, n_out)), np.zeros(n_out)]
         return params
@@ -258,7 +268,10 @@ class MLP:
         xs, zs = [x], []
         for l in range(self.n_layers):
             W, b = params[2 * l], params[2 * l + 1]
-            z = xp.dot(xs[-1], W) + b  # z_l = x_{l-1} W_l + b_l
+            inp = xs[-1]
+            if self.time_every_layer and l > 0:
+                inp = xp.concatenate([inp, t * xp.ones((y2.shape[0], 1))], axis=1)
+            z = xp.dot(inp, W) + b  # z_l = x_{l-1} W_l + b_l  (x_{l-1} with a t column if time_every_layer)
             name = self.activation if l < self.n_layers - 1 else self.final_activation
             zs.append(z)
             xs.append(_activation(xp, name, z))  # x_l = σ(z_l)
@@ -293,9 +306,14 @@ class MLP:
         params_bar = [None] * (2 * L)
         for l in range(L - 1, -1, -1):  # layer l+1 in the 1-based notation of the docstring
             W = params[2 * l]
-            params_bar[2 * l] = xp.dot(xp.transpose(xs[l]), g)  # W̄ = x_{l-1}ᵀ g
             params_bar[2 * l + 1] = xp.sum(g, axis=0)  # b̄ = Σ_batch g
+            inp = xs[l]
+            if self.time_every_layer and l > 0:
+                inp = xp.concatenate([inp, t * xp.ones((inp.shape[0], 1))], axis=1)
+            params_bar[2 * l] = xp.dot(xp.transpose(inp), g)  # W̄ = x_{l-1}ᵀ g
             x_bar = xp.dot(g, xp.transpose(W))  # x̄_{l-1} = g Wᵀ
+            if self.time_every_layer and l > 0:
+                x_bar = x_bar[:, :-1]  # the t column's cotangent is dropped
             if l > 0:  # through the hidden activation: g_{l-1} = x̄_{l-1} ⊙ σ'(z_{l-1})
                 g = x_bar * _activation_grad(xp, self.activation, zs[l - 1], xs[l])
         y_bar = x_bar[:, : self.dim] if self.time_input else x_bar  # drop the t column
@@ -315,6 +333,8 @@ class MLP:
             dx = xp.concatenate([dx, dt * xp.ones((u2.shape[0], 1))], axis=1)
         for l in range(self.n_layers):
             name = self.activation if l < self.n_layers - 1 else self.final_activation
+            if self.time_every_layer and l > 0:
+                dx = xp.concatenate([dx, dt * xp.ones((u2.shape[0], 1))], axis=1)
             dx = xp.dot(dx, params[2 * l])
             dsigma = _activation_grad(xp, name, zs[l], xs[l + 1])
             if dsigma is not None:

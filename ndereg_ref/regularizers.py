@@ -46,6 +46,7 @@ __all__ = [
     "local_error_step",
     "local_regularization",
     "steer_end_time",
+    "steer_jittered_times",
     "total_time_derivative",
     "taynode_integrand",
     "taynode_solve",
@@ -195,6 +196,28 @@ def steer_end_time(rng: np.random.Generator, t1: float, b: float, t0: float = 0.
     if not 0 < b < t1 - t0:
         raise ValueError(f"STEER needs 0 < b < t1 - t0, got b={b}")
     return float(rng.uniform(t1 - b, t1 + b))
+
+
+def steer_jittered_times(rng: np.random.Generator, ts) -> np.ndarray:
+    """STEER for a time series, as in Pal et al. 2021's latent-ODE code: every save time after the first is
+    jittered, t'_{i+1} ~ U(t_{i+1} − Δ_i/2, t_{i+1} + Δ_i/2) with Δ_i = t_{i+1} − t_i, then clamped to
+    [t_0, t_N]; t'_0 = t_0.  The data are still compared at the same indices.
+
+    On a uniform grid the jittered times are increasing with probability 1; on a grid where a long interval
+    is followed by a short one two times can cross, which is refused (ValueError) rather than silently
+    re-ordered.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError("rng must be a numpy.random.Generator (every draw takes an explicit generator)")
+    ts = np.asarray(ts, dtype=float)
+    if ts.ndim != 1 or ts.size < 2 or not np.all(np.diff(ts) > 0):
+        raise ValueError("steer_jittered_times needs at least two strictly increasing save times")
+    delta = np.diff(ts)
+    out = ts.copy()
+    out[1:] = np.clip(ts[1:] + rng.uniform(-0.5, 0.5, size=delta.size) * delta, ts[0], ts[-1])
+    if not np.all(np.diff(out) > 0):
+        raise ValueError("STEER jitter made two save times cross (a long interval before a short one)")
+    return out
 
 
 # --------------------------------------------------------------------------------------------------

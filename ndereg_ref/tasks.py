@@ -7,6 +7,12 @@ Loss: mean squared error over the save points.  Test: the same trajectory at 60 
 AnnuliTask (Dupont et al. 2019, augmented neural ODEs): classify 2-D points inside radius r1 (class 0) vs
 in an annulus r2 ≤ |x| ≤ r3 (class 1).  The state is the point augmented with ``augment`` zeros, evolved
 to t = 1, then a linear read-out and softmax cross-entropy; test metric: accuracy.
+
+ImageNODETask (Pal et al. 2021, §5.2 MNIST; Pal et al. 2023, §4.1): the flattened image *is* the ODE state
+z(0) = x ∈ [0, 1]^d; the field is the papers' f(z, t) = tanh(W2 [tanh(W1 [z; t] + b1); t] + b2) (hidden 100,
+t fed to both layers; paper B's output layer has no tanh), solved on [0, 1]; logits = z(1) W + b
+(Dense(d → 10)); loss: softmax cross-entropy; test metric: accuracy over the whole test split, evaluated in
+batches of ``batch_size`` (prediction NFE and time are averaged over those batches, docs/design.md §8.1).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import numpy as np
 from . import data
 from .models import MLP
 
-__all__ = ["SpiralTask", "AnnuliTask"]
+__all__ = ["SpiralTask", "AnnuliTask", "ImageNODETask"]
 
 
 @dataclass
@@ -138,3 +144,81 @@ class AnnuliTask:
         _, y = self._xy(batch)
         pred = np.argmax(self._logits(params, ys[-1]), axis=1)
         return {"test_accuracy": float(np.mean(pred == y))}
+
+
+def _softmax_cross_entropy(logits, labels):
+    """mean_i [log Σ_c exp(l_ic) − l_i,y_i], with the max subtracted inside the log-sum-exp."""
+    m = anp.max(logits, axis=1, keepdims=True)
+    logz = anp.log(anp.sum(anp.exp(logits - m), axis=1)) + m[:, 0]
+    return anp.mean(logz - logits[np.arange(len(labels)), labels])
+
+
+@dataclass
+class ImageNODETask:
+    """A NODE image classifier on an :class:`ndereg_ref.real_data.ImageSplit` (module docstring).
+
+    ``split``: the data (x_* flat in [0, 1]);  ``hidden``: width of the field's hidden layer;
+    ``final_tanh``: paper A's tanh on the field's output (paper B: False);  ``batch_size``: training and
+    evaluation batch size (training batches are drawn without replacement from the training split).
+    """
+
+    split: object
+    hidden: int = 100
+    final_tanh: bool = True
+    batch_size: int = 256
+    model: MLP = field(init=False)
+
+    def __post_init__(self):
+        self.dim = int(self.split.x_train.shape[1])
+        self.n_classes = int(self.split.n_classes)
+        self.model = MLP(
+            self.dim, hidden=(self.hidden,), activation="tanh", time_every_layer=True,
+            final_activation="tanh" if self.final_tanh else None,
+        )  # fmt: skip
+        self.ts = np.array([0.0, 1.0])
+        self.test_ts = self.ts
+        self.n_field_params = len(self.model.param_shapes)
+        n_test = len(self.split.y_test)
+        self._test_slices = [
+            slice(i, min(i + self.batch_size, n_test)) for i in range(0, n_test, self.batch_size)
+        ]
+
+    @property
+    def field(self):
+        return self.model
+
+    def init_params(self, seed) -> list:
+        """The field's Glorot-uniform weights, then the read-out Dense(d → classes), Glorot too (Flux)."""
+        rng = np.random.default_rng(seed)
+        limit = np.sqrt(6.0 / (self.dim + self.n_classes))
+        readout = [rng.uniform(-limit, limit, size=(self.dim, self.n_classes)), np.zeros(self.n_classes)]
+        return self.model.init_params(rng) + readout
+
+    def batch(self, rng):
+        n = len(self.split.y_train)
+        return rng.choice(n, size=min(self.batch_size, n), replace=False)
+
+    def test_batches(self):
+        """The test split in order, as ``("test", slice)`` batches of at most ``batch_size`` images."""
+        return [("test", s) for s in self._test_slices]
+
+    def test_batch(self):
+        return ("test", slice(0, len(self.split.y_test)))
+
+    def _xy(self, batch):
+        if isinstance(batch, tuple):
+            return self.split.x_test[batch[1]], self.split.y_test[batch[1]]
+        return self.split.x_train[batch], self.split.y_train[batch]
+
+    def y0(self, params, batch):
+        return anp.array(self._xy(batch)[0])
+
+    def logits(self, params, zT):
+        return anp.dot(zT, params[-2]) + params[-1]
+
+    def data_loss(self, params, ys, batch, n_points=None):
+        return _softmax_cross_entropy(self.logits(params, ys[-1]), self._xy(batch)[1])
+
+    def metrics(self, params, ys, batch):
+        pred = np.argmax(self.logits(params, ys[-1]), axis=1)
+        return {"test_accuracy": float(np.mean(pred == self._xy(batch)[1])), "n_test": int(len(pred))}

@@ -13,7 +13,7 @@ every regularizer value, the training NFE split into forward evaluations and bac
 regularizers are meant to reduce).
 
 Regularization methods (``TrainConfig.method``): ``vanilla``, ``ernode``, ``srnode``, ``ernode+srnode``,
-``local_unbiased``, ``local_biased``, ``steer``, ``taynode``, ``rnode``.
+``local_unbiased``, ``local_biased``, ``steer``, ``steer+ernode``, ``taynode``, ``rnode``.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ METHODS = (
     "local_unbiased",
     "local_biased",
     "steer",
+    "steer+ernode",
     "taynode",
     "rnode",
 )
@@ -133,8 +134,10 @@ class TrainConfig:
             )
         if self.e_variant not in ("sum", "mean"):
             raise ValueError(f"unknown TrainConfig.e_variant {self.e_variant!r}; expected 'sum' or 'mean'")
-        if self.s_variant not in ("sum", "max"):
-            raise ValueError(f"unknown TrainConfig.s_variant {self.s_variant!r}; expected 'sum' or 'max'")
+        if self.s_variant not in ("sum", "max", "mean"):
+            raise ValueError(
+                f"unknown TrainConfig.s_variant {self.s_variant!r}; expected 'sum', 'max' or 'mean'"
+            )
         if not isinstance(self.solver, dict):
             raise TypeError(f"TrainConfig.solver must be a dict of solver arguments, got {self.solver!r}")
         if self.progress is not None and not isinstance(self.progress, bool):
@@ -232,18 +235,29 @@ def _objective(task: Task, cfg: TrainConfig, params, batch, rng, lam, stash: dic
     regs: dict = {}
     infos = []
     m = cfg.method
-    if m == "steer":
+    if m == "steer" and getattr(task, "steer_mode", "end_time") == "jitter":
+        # Pal et al. 2021's latent ODE: every save time t_{i+1} jittered in ±Δ_i/2 (regularizers.steer_jitter)
+        jittered = reg.steer_jittered_times(rng, ts)
+        ys, _, _, info = odeint_regularized(task.field, y0, jittered, fp, **kw)
+        loss = task.data_loss(params, ys, batch)
+        infos.append(info)
+        total = loss
+    elif m in ("steer", "steer+ernode"):
         T = reg.steer_end_time(rng, ts[-1], cfg.steer_b, ts[0])
+        ekw = dict(e_variant=cfg.e_variant, s_variant=cfg.s_variant)
         if len(ts) == 2:  # only the final state matters (classification): predict with z(T)
-            ys, _, _, info = odeint_regularized(task.field, y0, [ts[0], T], fp, **kw)
+            ys, R_E, _, info = odeint_regularized(task.field, y0, [ts[0], T], fp, **ekw, **kw)
             loss = task.data_loss(params, ys, batch)
         else:  # a time series: fit the save points before T
             keep = ts[ts < T]
-            ys, _, _, info = odeint_regularized(task.field, y0, np.append(keep, T), fp, **kw)
+            ys, R_E, _, info = odeint_regularized(task.field, y0, np.append(keep, T), fp, **ekw, **kw)
             loss = task.data_loss(params, ys[: len(keep)], batch, n_points=len(keep))
         infos.append(info)
         regs["T"] = T
         total = loss
+        if m == "steer+ernode":  # R_E of the solve to the random end time (the papers' STEER + ERNODE)
+            regs["R_E"] = R_E
+            total = total + lam * R_E
     elif m == "taynode":
         ys, R_K, info = reg.taynode_solve(task.field, y0, ts, fp, order=cfg.taynode_order, **kw)
         infos.append(info)
@@ -280,9 +294,12 @@ def _objective(task: Task, cfg: TrainConfig, params, batch, rng, lam, stash: dic
                 sampling=sampling,
                 rtol=kw.get("rtol", 1e-6),
                 atol=kw.get("atol", 1e-6),
-                save_times=None,
+                # the papers' code: biased draws from the user's save times when there are any (a time
+                # series), else from the solver's accepted-step end times (classification: ts = [t0, t1])
+                save_times=(ts[:-1] if len(ts) > 2 else None),
             )
             regs["R_local"] = r
+            regs["t_r"] = sample.t_r  # recorded so a run can be checked (where the regularizer looked)
             stash["local_nfev"] = sample.nfev
             total = total + lam * r
     stash["loss"] = loss
@@ -346,26 +363,54 @@ def check_iteration_finite(e: int, total, grads) -> None:
 
 
 def evaluate(task: Task, params: list, *, solver: dict | None = None, repeats: int = 3) -> dict:
-    """Prediction without regularizers: test loss/metrics, prediction NFE, best-of-``repeats`` wall time."""
+    """Prediction without regularizers: test loss/metrics, prediction NFE and wall time.
+
+    If the task has ``test_batches()`` (a list of evaluation batches), every batch is solved and the
+    prediction NFE and time are the means over the batches (the papers' code averages over its test
+    loader), the test loss is the mean weighted by batch size and each metric ``m`` with a count
+    ``n_test`` is combined the same way; otherwise ``test_batch()`` is the single batch.  The time of one
+    batch is the best of ``repeats`` solves (the least disturbed by other work on the machine).
+    """
     if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
         raise ValueError(f"repeats must be an int ≥ 1, got {repeats!r}")
     solver = dict(solver or {"method": "tsit5", "rtol": 1e-6, "atol": 1e-6})
     solver.pop("adjoint", None)
-    batch = task.test_batch()
+    batches = task.test_batches() if hasattr(task, "test_batches") else [task.test_batch()]
     fp = params[: task.n_field_params]
     ts = np.asarray(task.test_ts if hasattr(task, "test_ts") else task.ts, dtype=float)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        ys, _, _, info = odeint_regularized(task.field, task.y0(params, batch), ts, fp, **solver)
-        times.append(time.perf_counter() - t)
-    out = {
-        "prediction_nfe": int(info.nfev),
-        "prediction_time_s": float(min(times)),
-        "n_accepted": info.n_accepted,
-        "n_rejected": info.n_rejected,
-        "test_loss": float(task.data_loss(params, ys, batch)),
-    }
-    out.update(task.metrics(params, ys, batch))
-    out["_solution"] = info
+    per_batch, first_solution = [], None
+    for batch in batches:
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            ys, _, _, info = odeint_regularized(task.field, task.y0(params, batch), ts, fp, **solver)
+            times.append(time.perf_counter() - t)
+        row = {
+            "prediction_nfe": int(info.nfev),
+            "prediction_time_s": float(min(times)),
+            "n_accepted": info.n_accepted,
+            "n_rejected": info.n_rejected,
+            "test_loss": float(task.data_loss(params, ys, batch)),
+        }
+        row.update(task.metrics(params, ys, batch))
+        per_batch.append(row)
+        first_solution = first_solution if first_solution is not None else info
+    if len(per_batch) == 1:
+        out = dict(per_batch[0])
+    else:
+        weights = np.array([r.get("n_test", 1) for r in per_batch], dtype=float)
+        out = {
+            "prediction_nfe": float(np.mean([r["prediction_nfe"] for r in per_batch])),
+            "prediction_time_s": float(np.mean([r["prediction_time_s"] for r in per_batch])),
+            "n_accepted": float(np.mean([r["n_accepted"] for r in per_batch])),
+            "n_rejected": float(np.mean([r["n_rejected"] for r in per_batch])),
+            "n_batches": len(per_batch),
+        }
+        for key in per_batch[0]:
+            if key not in out and key != "n_test":
+                out[key] = float(np.average([r[key] for r in per_batch], weights=weights))
+        if "n_test" in per_batch[0]:
+            out["n_test"] = int(weights.sum())
+    out.pop("n_test", None)
+    out["_solution"] = first_solution
     return out

@@ -121,7 +121,7 @@ def test_stiffness_variants_discrete_equals_tape(variant):
     assert _rel(autograd.grad(loss)(PARAMS, "discrete"), autograd.grad(loss)(PARAMS, "tape")) < 1e-11
 
 
-@pytest.mark.parametrize("e_variant,s_variant", [("mean", "max"), ("sum", "sum")])
+@pytest.mark.parametrize("e_variant,s_variant", [("mean", "max"), ("sum", "sum"), ("mean", "mean")])
 def test_regularizer_variants(e_variant, s_variant):
     ts = [0.0, 2.0]
     ys, R_E, R_S, info = nr.odeint_regularized(
@@ -139,9 +139,14 @@ def test_regularizer_variants(e_variant, s_variant):
     E = np.array([s.error_norm for s in acc])
     S = np.array([s.stiffness for s in acc])
     h = np.array([abs(s.h) for s in acc])
+    sigma = nr.TABLEAUS["tsit5"].stability_size
+    assert sigma == 3.5068  # OrdinaryDiffEq alg_stability_size(Tsit5())
+    if s_variant == "max":  # the saved values include t0's S = 1 (eigen_est's initial value)
+        assert R_S == pytest.approx(max(1.0, S.max()) / sigma, rel=1e-14)
+    if s_variant == "mean":
+        assert R_S == pytest.approx((1.0 + S.sum()) / (sigma * (len(acc) + 1)), rel=1e-14)
     if e_variant == "mean":
         assert R_E == pytest.approx(np.sum(E * h) / (len(acc) + 1), rel=1e-14)
-        assert R_S == pytest.approx(S.max() / nr.TABLEAUS["tsit5"].stability_size, rel=1e-14)
     else:
         assert R_E == pytest.approx(np.sum(E * h), rel=1e-14)
         assert R_S == pytest.approx(np.sum(S * h), rel=1e-14)

@@ -22,6 +22,9 @@ CONFIGS = [
     for act, ti, ci, fa, hid in itertools.product(
         ("tanh", "softplus"), (False, True), (False, True), (None, "tanh", "softplus"), ((), (7,), (5, 3))
     )
+] + [  # t appended to every layer's input (the papers' MNIST field)
+    dict(time_every_layer=True, cubic_input=ci, final_activation=fa, hidden=hid)
+    for ci, fa, hid in itertools.product((False, True), (None, "tanh"), ((), (7,), (5, 3)))
 ]
 DIM = 3
 
@@ -305,6 +308,14 @@ def test_shape_errors_are_clear():
         f.jvp(0.0, np.zeros(2), params, np.zeros(3))
     with pytest.raises(ValueError, match="params must be a list"):
         f(0.0, np.zeros(2), np.zeros(5))
+
+
+def test_time_every_layer_shapes():
+    f = MLP(64, hidden=(100,), time_every_layer=True, final_activation="tanh")
+    assert f.time_input and f.param_shapes == [(65, 100), (100,), (101, 64), (64,)]
+    # Glorot bounds use the fan-in including the t column
+    W2 = f.init_params(0)[2]
+    assert np.max(np.abs(W2)) <= np.sqrt(6.0 / (101 + 64))
 
 
 def test_constructor_and_rng_errors():

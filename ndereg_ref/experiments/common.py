@@ -30,7 +30,7 @@ import numpy as np
 from .. import __version__
 from ..atomic_io import atomic_path, atomic_write_text
 
-EXPERIMENTS = ("spiral", "classify", "spiral-sde")
+EXPERIMENTS = ("digits", "mnist", "spiral", "classify", "spiral-sde")
 PARTIAL_DIR = "partial"
 PARTIAL_FORMAT = 1  # version of the partial-file layout; part of the fingerprint
 
@@ -162,6 +162,7 @@ def ode_plot_data(history, solution, with_trajectory=False) -> dict:
         "step_t": [s.t for s in acc],
         "step_h": [abs(s.h) for s in acc],
         "step_error": [s.error_norm for s in acc],
+        "nfe_forward": [h.nfev_forward for h in history],
     }
     if with_trajectory:
         data["ts"], data["ys"] = np.asarray(solution.ts).tolist(), np.asarray(solution.ys).tolist()
@@ -258,10 +259,13 @@ def format_table(summary: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(out_dir: str, name: str, summary: dict, settings: dict, table: str, plots=()) -> None:
+def write_outputs(
+    out_dir: str, name: str, summary: dict, settings: dict, table: str, plots=(), plot_data=None
+) -> None:
     """Write table.md, results.json and the plots, replacing the previous files only if all succeed.
 
-    ``plots``: (file name, function(path)) pairs.  Every file is first written to a temporary file next to
+    ``plots``: (file name, function(path)) pairs; ``plot_data`` (optional, JSON-serialisable) is stored in
+    results.json under ``"plot_data"``.  Every file is first written to a temporary file next to
     its target; the temporaries are moved over the targets (``os.replace``) only after the last one is
     written, so a failure in any plot leaves every previous output untouched.
     """
@@ -274,6 +278,8 @@ def write_outputs(out_dir: str, name: str, summary: dict, settings: dict, table:
         "settings": settings,
         "methods": summary,
     }
+    if plot_data is not None:  # the first seed's curves, so ``report`` can redraw the figures from the JSON
+        payload["plot_data"] = plot_data
     targets = [os.path.join(out_dir, f) for f in ("results.json", "table.md", *(f for f, _ in plots))]
     with contextlib.ExitStack() as stack:
         # The stack unwinds in reverse: plots, table.md, then results.json (the mark of a complete run) last.
@@ -353,8 +359,43 @@ def interrupted_message(name: str, out_dir: str, exc: BaseException) -> str:
     )
 
 
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Pin BLAS/OpenMP to one thread for the duration (threadpoolctl, which ships with scikit-learn).
+
+    Timings of the compared methods are only comparable without BLAS threads competing with each other and
+    with other work (one multi-threaded run under load was 15× slower than pinned).  Without threadpoolctl
+    the environment variables only help if set before numpy is imported, so we say so once on stderr.
+    Yields the pinning actually in force ("threadpoolctl" or "unpinned").
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        if os.environ.get("OPENBLAS_NUM_THREADS") != "1" or os.environ.get("OMP_NUM_THREADS") != "1":
+            print(
+                "ndereg-ref reproduce: threadpoolctl is not installed, BLAS threads are not pinned; set "
+                "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 or pip install 'ndereg_ref[experiments]'",
+                file=sys.stderr,
+            )
+            yield "unpinned"
+        else:
+            yield "environment"
+        return
+    with threadpool_limits(limits=1):
+        yield "threadpoolctl"
+
+
 def run_experiment(
-    name: str, *, quick=False, out=None, n_seeds=None, iters=None, methods=None, progress=False, fresh=False
+    name: str,
+    *,
+    quick=False,
+    out=None,
+    n_seeds=None,
+    iters=None,
+    methods=None,
+    progress=False,
+    fresh=False,
+    variant=None,
 ) -> dict:
     """Dispatch to the experiment module; returns the summary dict also written to results.json.
 
@@ -372,16 +413,29 @@ def run_experiment(
     _check_count("iters (--iters)", iters)
     out = out or os.path.join("results", name)
     check_output_dir(out, module.OUTPUT_FILES)
+    extra = {}
+    if variant is not None:
+        if not hasattr(module, "VARIANTS"):
+            raise ExperimentError(
+                f"experiment {name!r} has no regularizer variants (got variant={variant!r})"
+            )
+        if variant not in module.VARIANTS:
+            raise ExperimentError(
+                f"unknown variant {variant!r}; expected one of {', '.join(module.VARIANTS)}"
+            )
+        extra["variant"] = variant
     try:
-        return module.run(
-            quick=quick,
-            out=out,
-            n_seeds=n_seeds,
-            iters=iters,
-            methods=methods,
-            progress=progress,
-            fresh=fresh,
-        )
+        with single_threaded_blas():
+            return module.run(
+                quick=quick,
+                out=out,
+                n_seeds=n_seeds,
+                iters=iters,
+                methods=methods,
+                progress=progress,
+                fresh=fresh,
+                **extra,
+            )
     except BaseException as exc:
         print(interrupted_message(name, out, exc), file=sys.stderr)
         raise

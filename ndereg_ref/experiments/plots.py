@@ -87,6 +87,42 @@ def trajectories(ts_data, ys_data, predictions: dict, path: str) -> str:
     return _save(fig, path)
 
 
+def nfe_vs_metric(summary: dict, path: str, metric="test_accuracy", ylabel="test accuracy") -> str:
+    """One point per (method, seed): prediction NFE against a test metric (the papers' Pareto view).
+
+    ``summary[method][key]["values"]`` are the per-seed values in seed order (``common.mean_std``).
+    """
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    markers = "osD^v<>pP*Xh"
+    for i, (m, s) in enumerate(summary.items()):
+        if metric not in s:
+            continue
+        ax.plot(
+            s["prediction_nfe"]["values"], s[metric]["values"], markers[i % len(markers)], ms=7, alpha=0.8,
+            label=m, color=f"C{i % 10}",
+        )  # fmt: skip
+    ax.set_xlabel("prediction NFE (mean over test batches)")
+    ax.set_ylabel(ylabel)
+    ax.legend(ncol=3, fontsize=8)
+    ax.set_title("Prediction cost against test quality (one point per method and seed)")
+    return _save(fig, path)
+
+
+def nfe_over_training(curves: dict, path: str) -> str:
+    """Forward NFE of each training iteration (first seed): how the regularizer changes the cost of
+    training as it goes.  curves[method] = {"iteration": [...], "nfe_forward": [...]}."""
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    for i, (m, c) in enumerate(curves.items()):
+        if "nfe_forward" in c:
+            ax.plot(c["iteration"], c["nfe_forward"], lw=1.2, label=m, color=f"C{i % 10}",
+                    ls="-" if i < 10 else "--")  # fmt: skip
+    ax.set_xlabel("training iteration")
+    ax.set_ylabel("forward NFE of the training solve")
+    ax.legend(ncol=3, fontsize=8)
+    ax.set_title("NFE over training (first seed)")
+    return _save(fig, path)
+
+
 def ensure_dir(path):
     os.makedirs(path, exist_ok=True)
     return path
@@ -117,6 +153,8 @@ __all__ = [
     "step_traces",
     "trajectories",
     "sample_paths",
+    "nfe_vs_metric",
+    "nfe_over_training",
     "FIGSIZE",
     "DPI",
     "ensure_dir",

@@ -16,10 +16,53 @@ import json
 import math
 import os
 
-from ..atomic_io import atomic_write_text
+from ..atomic_io import atomic_path, atomic_write_text
 from .common import EXPERIMENTS, METRICS, format_table
 
 DEFAULT_OUT = os.path.join("docs", "results.md")
+DEFAULT_RESULTS = os.path.join("docs", "results")
+FIGURES_DIR = "figures"  # next to the report: docs/figures/<experiment>_<figure>.png
+
+# The papers' own rows for each experiment (docs/design.md §8): {label: {method: prediction NFE}}.
+PAPER_ROWS = {
+    "digits": {
+        "paper A, MNIST NODE (784-dim, Tsit5 1.4e-8)": {"vanilla": 253.0, "ernode": 177.0},
+        "paper B, MNIST NODE": {"vanilla": 303.6, "local_unbiased": 188.0, "local_biased": 182.8},
+    },
+    "latent": {
+        "paper A, PhysioNet latent ODE": {
+            "vanilla": 733.0,
+            "ernode": 287.0,
+            "srnode": 273.0,
+            "taynode": 167.0,
+        }
+    },
+    "spiral": {"paper A, spiral ODE": {"vanilla": 1083.0, "ernode+srnode": 676.0}},
+    "spiral-sde": {"paper A, spiral SDE (SOSRI 0.3)": {"vanilla": 529.0, "ernsde": 502.0}},
+}
+PAPER_ROWS["mnist"] = PAPER_ROWS["digits"]
+
+# Goals of the reproduction (issue 13), as (method, metric, comparison, bound, what it means).
+#   "nfe": prediction NFE ratio to vanilla ≤ bound;  "acc": test accuracy ≥ vanilla's − bound (points);
+#   "train": training-time ratio ≤ bound (≥ with "min");  "loss": test loss (MSE) ratio ≤ 1 + bound.
+_IMAGE_GOALS = [
+    ("ernode", "nfe", 0.6), ("ernode", "acc", 1.0), ("ernode", "train", 1.0),
+    ("local_unbiased", "nfe", 0.75), ("local_unbiased", "acc", 1.0),
+    ("local_biased", "nfe", 0.75), ("local_biased", "acc", 1.0),
+    ("taynode", "train_min", 3.0),
+]  # fmt: skip
+GOALS = {
+    "digits": _IMAGE_GOALS,
+    "mnist": _IMAGE_GOALS,
+    "latent": [
+        ("ernode", "nfe", 0.5),
+        ("ernode", "mse", 0.05),
+        ("srnode", "nfe", 0.5),
+        ("srnode", "mse", 0.05),
+    ],
+    "spiral": [("ernode", "nfe", 0.72)],
+    "spiral-sde": [("ernsde", "nfe", 0.95), ("ernsde", "loss", 0.10)],
+}
 SOLVER_KEYS = ("method", "convention", "rtol", "atol", "adjoint")
 PAPER_NFE_RATIO = (0.556, 0.733)
 PAPER_SPEEDUP = (1.3, 2.0)
@@ -100,10 +143,10 @@ def validate_results(res, path: str, name: str) -> dict:
     finite positive tolerances and no other key; task sizes positive integers; every metric a finite
     mean ± std; ratios finite or null.  Raises :class:`ReportError` naming the first bad field.
     """
+    import importlib
+
     from .. import CONVENTIONS, SDE_TABLEAUS, TABLEAUS
     from ..adjoint import ADJOINTS
-    from ..train import METHODS as ODE_METHODS
-    from .spiral_sde import METHODS as SDE_METHODS
 
     c = _Checker(path)
     if not isinstance(res, dict):
@@ -135,7 +178,7 @@ def validate_results(res, path: str, name: str) -> dict:
     for tol in ("rtol", "atol"):
         c.real(c.get(solver, tol, f"settings.solver.{tol}"), f"settings.solver.{tol}", positive=True)
 
-    known = SDE_METHODS if name == "spiral-sde" else ODE_METHODS
+    known = tuple(importlib.import_module(f".{name.replace('-', '_')}", __package__).METHODS)
     for key, none_ok in (("weights", False), ("weights_final", True)):
         if key in s:
             for m, w in c.obj(s[key], f"settings.{key}").items():
@@ -189,7 +232,7 @@ def _discussion(name: str, methods: dict) -> list[str]:
         train = r.get("train_time_s")
         loss_r = r.get("test_loss")
         parts = [f"**{m}**: prediction NFE {nfe:.3f}× vanilla"]
-        if m in SOLVER_HEURISTIC:
+        if m in SOLVER_HEURISTIC and name not in PAPER_ROWS:
             lo, hi = PAPER_NFE_RATIO
             verdict = (
                 "inside"
@@ -242,8 +285,124 @@ def _spiral_floor(res: dict) -> str:
     )
 
 
+# What each experiment is and why it differs from its paper row (no numbers here: those come from the JSON).
+NOTES: dict[str, str] = {}
+
+
+def _goal_lines(name: str, methods: dict) -> list[str]:
+    """One line per goal of ``GOALS[name]`` whose method was run: the measured figure and met / missed."""
+    base = methods.get("vanilla")
+    if base is None:
+        return []
+    lines = []
+    for m, kind, bound in GOALS.get(name, []):
+        if m not in methods:
+            continue
+        res, r = methods[m], methods[m].get("ratios_to_vanilla", {})
+        if kind == "nfe":
+            v, ok, what = r["prediction_nfe"], None, f"prediction NFE ≤ {bound}× vanilla"
+            ok, shown = v <= bound, f"{v:.3f}×"
+        elif kind == "acc":
+            if "test_accuracy" not in res:
+                continue
+            d = 100 * (res["test_accuracy"]["mean"] - base["test_accuracy"]["mean"])
+            ok, shown, what = (
+                d >= -bound,
+                f"{d:+.1f} points",
+                f"test accuracy within {bound:g} point of vanilla",
+            )
+        elif kind in ("train", "train_min"):
+            v = r.get("train_time_s")
+            if v is None:
+                continue
+            ok = v <= bound if kind == "train" else v >= bound
+            what = f"training time {'≤' if kind == 'train' else '≥'} {bound}× vanilla"
+            shown = f"{v:.2f}×"
+        else:  # "mse" / "loss": the test metric's ratio
+            key = "test_mse" if kind == "mse" and "test_mse" in res else "test_loss"
+            if key not in res or not base[key]["mean"]:
+                continue
+            v = res[key]["mean"] / base[key]["mean"]
+            ok, shown = v <= 1 + bound, f"{v:.3f}× vanilla"
+            what = f"{key.replace('_', ' ')} within {100 * bound:.0f} % of vanilla"
+        lines.append(f"- {'met' if ok else '**missed**'}: {m}, {what}: {shown}")
+    return lines
+
+
+def _paper_comparison(name: str, methods: dict) -> list[str]:
+    """A table: for each paper row, the paper's NFE ratio to its vanilla beside ours."""
+    rows = PAPER_ROWS.get(name)
+    if not rows or "vanilla" not in methods:
+        return []
+    out = [
+        "| paper row | method | paper NFE | paper ratio | our NFE | our ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    ours_base = methods["vanilla"]["prediction_nfe"]["mean"]
+    for label, row in rows.items():
+        for m, nfe in row.items():
+            if m == "vanilla":
+                continue
+            ours = methods.get(m)
+            our = (
+                f"{ours['prediction_nfe']['mean']:.1f} | {ours['prediction_nfe']['mean'] / ours_base:.3f}"
+                if ours
+                else "not run | –"
+            )
+            out.append(
+                f"| {label} | {m} | {row['vanilla']:g} → {nfe:g} | {nfe / row['vanilla']:.3f} | {our} |"
+            )
+    return out
+
+
+def _figures(name: str, res: dict, fig_dir: str, rel_dir: str, jobs: list) -> list[str]:
+    """The figures of one experiment, redrawn from its results.json (plot_data = the first seed's curves):
+    appends (path, draw) to ``jobs`` (run once the report may be written) and returns the Markdown image
+    lines (paths relative to the report)."""
+    from . import plots
+
+    data = res.get("plot_data")
+    if not isinstance(data, dict) or not data:
+        return ["(this results file has no plot data: no figures)"]
+    figures = []
+    summary = res["methods"]
+    if any("test_accuracy" in v for v in summary.values()):
+        figures.append(
+            ("nfe_vs_accuracy", lambda p: plots.nfe_vs_metric(summary, p, "test_accuracy", "test accuracy"))
+        )
+    else:
+        key = "test_mse" if any("test_mse" in v for v in summary.values()) else "test_loss"
+        figures.append(
+            (f"nfe_vs_{key}", lambda p: plots.nfe_vs_metric(summary, p, key, key.replace("_", " ")))
+        )
+    if all("nfe_forward" in d for d in data.values()):
+        figures.append(("nfe_training", lambda p: plots.nfe_over_training(data, p)))
+    if all("step_t" in d for d in data.values()):
+        pair = {m: data[m] for m in ("vanilla", "ernode", "ernsde") if m in data}
+        figures.append(("step_sizes", lambda p: plots.step_traces(pair or data, p)))
+    lines = []
+    for fig_name, draw in figures:
+        file = f"{name}_{fig_name}.png"
+        jobs.append((os.path.join(fig_dir, file), draw))
+        lines.append(f"![{name}: {fig_name.replace('_', ' ')}]({rel_dir}/{file})")
+    return lines
+
+
+def _results_path(results_dir: str, name: str) -> str | None:
+    """``<dir>/<name>.json`` (the committed docs/results layout) or ``<dir>/<name>/results.json`` (the
+    output directory of ``reproduce``)."""
+    for path in (os.path.join(results_dir, f"{name}.json"), os.path.join(results_dir, name, "results.json")):
+        if os.path.exists(path):
+            return path
+    return None
+
+
 def build_report(
-    results_dir: str = "results", out: str | None = None, *, force: bool = False, allow_quick: bool = False
+    results_dir: str = DEFAULT_RESULTS,
+    out: str | None = None,
+    *,
+    force: bool = False,
+    allow_quick: bool = False,
 ) -> str:
     """Assemble the report from ``<results_dir>/<experiment>/results.json`` and write it to ``out``.
 
@@ -265,9 +424,12 @@ def build_report(
     if not os.path.isdir(results_dir):
         raise ReportError(f"results directory {results_dir!r} does not exist: run ndereg-ref reproduce first")
     found = False
+    target = DEFAULT_OUT if out is None else out
+    fig_dir = os.path.join(os.path.dirname(target) or ".", FIGURES_DIR)
+    figure_jobs: list = []
     for name in EXPERIMENTS:
-        path = os.path.join(results_dir, name, "results.json")
-        if not os.path.exists(path):
+        path = _results_path(results_dir, name)
+        if path is None:
             continue
         found = True
         res = validate_results(_load(path), path, name)
@@ -292,14 +454,23 @@ def build_report(
         if name == "spiral" and "vanilla" in res["methods"]:
             sections.append(_spiral_floor(res))
             sections.append("")
+        if NOTES.get(name):
+            sections += [NOTES[name], ""]
+        comparison = _paper_comparison(name, res["methods"])
+        if comparison:
+            sections += ["Against the papers' own rows (prediction NFE):", "", *comparison, ""]
+        goals = _goal_lines(name, res["methods"])
+        if goals:
+            sections += ["Goals of the reproduction (3 seeds, means):", "", *goals, ""]
         sections.extend(_discussion(name, res["methods"]))
+        sections.append("")
+        sections.extend(_figures(name, res, fig_dir, FIGURES_DIR, figure_jobs))
         sections.append("")
     if not found:
         raise ReportError(
             f"no results.json under {results_dir}/<experiment>/: run ndereg-ref reproduce first"
         )
     text = "\n".join(sections) + "\n"
-    target = DEFAULT_OUT if out is None else out
     if out is None and not force and os.path.exists(target) and _read_or_none(target) != text:
         raise ReportError(
             f"{target} exists and differs from the new report; pass --force to overwrite it, "
@@ -307,6 +478,11 @@ def build_report(
         )
     try:
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        if figure_jobs:
+            os.makedirs(fig_dir, exist_ok=True)
+        for path, draw in figure_jobs:
+            with atomic_path(path, suffix=".png") as tmp:
+                draw(tmp)
         atomic_write_text(target, text)
     except OSError as exc:
         raise ReportError(f"cannot write {target}: {exc.strerror or exc}") from None

@@ -6,7 +6,8 @@ Model: tanh MLP on u³ (hidden 50), Tsit5, fitted to 30 points of du/dt = A u³ 
 from __future__ import annotations
 
 from ..tasks import SpiralTask
-from ..train import METHODS, TrainConfig
+from ..train import METHODS as TRAIN_METHODS
+from ..train import TrainConfig
 from . import plots
 from .common import PartialStore, aggregate, format_table, run_methods, write_outputs
 
@@ -36,6 +37,7 @@ QUICK_WEIGHTS = {
 }  # fmt: skip
 SRNODE_WEIGHT = 0.01  # R_S relative to λ in ernode+srnode
 FULL = {"iters": 300, "seeds": 3, "lr": 0.03}
+METHODS = tuple(m for m in TRAIN_METHODS if m != "steer+ernode")  # no STEER+ERNODE row here
 OUTPUT_FILES = ("loss_curves.png", "nfe.png", "step_traces.png", "trajectories.png")
 QUICK = {"iters": 100, "seeds": 1, "lr": 0.03}
 
@@ -85,6 +87,8 @@ def run(
         lambda p: plots.step_traces(plot_data, p),
         lambda p: plots.trajectories(task.ts, task.ys, preds, p),
     ]
-    write_outputs(out, "spiral", summary, settings, table, list(zip(OUTPUT_FILES, figures)))
+    write_outputs(
+        out, "spiral", summary, settings, table, list(zip(OUTPUT_FILES, figures)), plot_data=plot_data
+    )
     store.clear()
     return summary
