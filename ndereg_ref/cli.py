@@ -1,10 +1,10 @@
 """Command line: ``ndereg-ref reproduce | trace | crosscheck`` (argument parsing only).
 
-ndereg-ref reproduce spiral --quick          # the README's main job (≈ 1 minute)
-ndereg-ref reproduce classify --out results/classify
+ndereg-ref reproduce digits --quick          # the README's main job (about a minute of CPU)
+ndereg-ref reproduce mnist --out results/mnist   # also latent, spiral, spiral-sde, classify
+ndereg-ref report --force                    # docs/results.md from docs/results/<experiment>.json
 ndereg-ref trace --problem vdp --method dp5 --convention scipy -o vdp.json
 ndereg-ref crosscheck --against scipy
-ndereg-ref report                            # docs/results.md from results/*/results.json
 
 Errors in the arguments, the output directory or the files read are reported on one line (exit code 2).
 An interrupted ``reproduce`` keeps the previous complete results and its finished runs in <out>/partial/;
@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-EXPERIMENTS = ("digits", "mnist", "spiral", "classify", "spiral-sde")
+EXPERIMENTS = ("digits", "mnist", "latent", "spiral", "spiral-sde", "classify")
 
 
 def _fail(prog: str, message) -> int:
@@ -72,12 +72,18 @@ def _reproduce(argv) -> int:
 
 
 def _report(argv) -> int:
-    from .experiments.report import DEFAULT_OUT, ReportError, build_report
+    from .experiments.report import DEFAULT_OUT, DEFAULT_RESULTS, ReportError, build_report
 
     ap = argparse.ArgumentParser(
-        prog="ndereg-ref report", description="Write docs/results.md from results/<experiment>/results.json."
+        prog="ndereg-ref report",
+        description="Write docs/results.md (and docs/figures/) from the experiments' results files.",
     )
-    ap.add_argument("--results", default="results", help="directory holding <experiment>/results.json")
+    ap.add_argument(
+        "--results",
+        default=DEFAULT_RESULTS,
+        help=f"directory holding <experiment>.json (the committed layout, default {DEFAULT_RESULTS}) or "
+        "<experiment>/results.json (the output directories of reproduce)",
+    )
     ap.add_argument(
         "-o",
         "--out",

@@ -45,6 +45,7 @@ __all__ = [
     "sample_local_time",
     "local_error_step",
     "local_regularization",
+    "K1_MODES",
     "steer_end_time",
     "steer_jittered_times",
     "total_time_derivative",
@@ -111,12 +112,37 @@ def _flat(fun, params, shape):
     return f
 
 
+K1_MODES = ("frozen", "live")
+
+
 def local_error_step(
-    fun: Callable, params, t_r: float, u_r, k1, h_r: float, *, rtol: float, atol, method="tsit5"
+    fun: Callable,
+    params,
+    t_r: float,
+    u_r,
+    k1,
+    h_r: float,
+    *,
+    rtol: float,
+    atol,
+    method="tsit5",
+    k1_mode: str = "frozen",
 ):
-    """r = E(t_r)·h_r: the scaled error norm of one (Tsit5) step from (t_r, u_r) with the given k_1 and step
-    h_r, no accept/reject (Pal et al. 2023, Alg. 1).  Differentiable w.r.t. ``params`` only: u_r, k_1, t_r
-    and h_r are constants (so ∂r/∂y0 = 0 exactly)."""
+    """r = E(t_r)·h_r: the scaled error norm of one (Tsit5) step from (t_r, u_r) with step h_r, no
+    accept/reject (Pal et al. 2023, Alg. 1).  Differentiable w.r.t. ``params`` only: u_r, t_r and h_r are
+    constants (so ∂r/∂y0 = 0 exactly).
+
+    ``k1_mode="frozen"`` (the papers' code: ``k1 = integrator.fsalfirst`` of a non-differentiable
+    integrator, LocalRegNeuralDE.jl ``_perform_step``) uses the given k_1 as a constant; ``"live"``
+    recomputes k_1 = f(t_r, u_r; θ) inside the traced step, so ∂r/∂θ is the derivative of the local error
+    estimate itself.  The two differ by a term that does not vanish with h (docs/design.md §5):
+
+        ∂ũ/∂θ|frozen − ∂ũ/∂θ|live = −h e_1 ∂f/∂θ(t_r, u_r),   ũ = h Σ_i e_i k_i,  e = b − b̂,
+
+    so a frozen k_1 gives a gradient of order h·|e_1|/sc however small the error is.
+    """
+    if k1_mode not in K1_MODES:
+        raise ValueError(f"unknown k1_mode {k1_mode!r}; expected one of {K1_MODES}")
     u_r = np.asarray(getval(u_r))
     shape = u_r.shape
     res = rk_step(
@@ -125,7 +151,7 @@ def local_error_step(
         u_r.reshape(-1),
         h_r,
         get_tableau(method),
-        k1=np.reshape(getval(k1), -1),
+        k1=np.reshape(getval(k1), -1) if k1_mode == "frozen" else None,
         rtol=rtol,
         atol=atol,
     )
@@ -143,6 +169,7 @@ def local_regularization(
     atol=1e-6,
     method="tsit5",
     save_times=None,
+    k1_mode: str = "frozen",
 ):
     """The local regularizer r = E(t_r)·h_r of Pal et al. 2023 for the solve ``info`` (module docstring).
 
@@ -152,8 +179,11 @@ def local_regularization(
     (t_r, u_r) over (t_r, t1) with the method's order (Tsit5: exponent 1/5) and dtmax = |t1 − t_r|, not
     clipped afterwards (:func:`ndereg_ref.conventions.ordinarydiffeq_initial_step`; LocalRegNeuralDE.jl
     takes ``integrator.dt`` straight from ``init``).  Returns ``(r, LocalSample)``; r is differentiable
-    w.r.t. params only.
+    w.r.t. params only; ``k1_mode``: see :func:`local_error_step` ("live" costs one more f call, which
+    ``n_calls`` counts; ``nfev`` keeps the papers' count of 9).
     """
+    if k1_mode not in K1_MODES:
+        raise ValueError(f"unknown k1_mode {k1_mode!r}; expected one of {K1_MODES}")
     t0, t1 = info.t_span
     if save_times is not None:
         step_times = save_times
@@ -182,8 +212,8 @@ def local_regularization(
         dtmax,
     )
     h_r = h_r if t1 > t0 else -h_r
-    r = local_error_step(fun, params, t_r, u_r, k1, h_r, rtol=rtol, atol=atol, method=method)
-    n_calls = 1 + n_probe + tableau.n_stages - 1  # k_1, the probe, the stages after k_1
+    r = local_error_step(fun, params, t_r, u_r, k1, h_r, rtol=rtol, atol=atol, method=method, k1_mode=k1_mode)
+    n_calls = 1 + n_probe + tableau.n_stages - 1 + (k1_mode == "live")  # k_1, probe, stages (, live k_1)
     nfev = n_calls + 1  # OrdinaryDiffEq evaluates f(t_r, u_r) twice (initdt and initialize!)
     return r, LocalSample(sampling, t_r, h_r, u_r, k1.reshape(shape), nfev, n_calls)
 

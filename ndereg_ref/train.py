@@ -104,6 +104,7 @@ class TrainConfig:
     rnode_jacobian_weight: float = 1.0
     e_variant: str = "sum"
     s_variant: str = "sum"
+    local_k1: str = "frozen"  # regularizers.local_error_step's k1_mode
     seed: int = 0
     solver: dict = field(default_factory=lambda: {"method": "tsit5", "rtol": 1e-6, "atol": 1e-6})
     progress: bool | None = None  # None: a bar only when stderr is a terminal
@@ -137,6 +138,10 @@ class TrainConfig:
         if self.s_variant not in ("sum", "max", "mean"):
             raise ValueError(
                 f"unknown TrainConfig.s_variant {self.s_variant!r}; expected 'sum', 'max' or 'mean'"
+            )
+        if self.local_k1 not in reg.K1_MODES:
+            raise ValueError(
+                f"unknown TrainConfig.local_k1 {self.local_k1!r}; expected one of {reg.K1_MODES}"
             )
         if not isinstance(self.solver, dict):
             raise TypeError(f"TrainConfig.solver must be a dict of solver arguments, got {self.solver!r}")
@@ -297,6 +302,7 @@ def _objective(task: Task, cfg: TrainConfig, params, batch, rng, lam, stash: dic
                 # the papers' code: biased draws from the user's save times when there are any (a time
                 # series), else from the solver's accepted-step end times (classification: ts = [t0, t1])
                 save_times=(ts[:-1] if len(ts) > 2 else None),
+                k1_mode=cfg.local_k1,
             )
             regs["R_local"] = r
             regs["t_r"] = sample.t_r  # recorded so a run can be checked (where the regularizer looked)

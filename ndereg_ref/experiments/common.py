@@ -30,7 +30,7 @@ import numpy as np
 from .. import __version__
 from ..atomic_io import atomic_path, atomic_write_text
 
-EXPERIMENTS = ("digits", "mnist", "spiral", "classify", "spiral-sde")
+EXPERIMENTS = ("digits", "mnist", "latent", "spiral", "spiral-sde", "classify")
 PARTIAL_DIR = "partial"
 PARTIAL_FORMAT = 1  # version of the partial-file layout; part of the fingerprint
 
@@ -39,6 +39,7 @@ METRICS = [
     ("train_loss", "train loss", "{:.4g}"),
     ("test_loss", "test loss", "{:.4g}"),
     ("test_accuracy", "test acc.", "{:.3f}"),
+    ("test_mse", "test MSE (masked)", "{:.4g}"),
     ("train_time_s", "train time [s]", "{:.2f}"),
     ("train_nfe", "train NFE/iter", "{:.0f}"),
     ("prediction_nfe", "pred. NFE", "{:.1f}"),
@@ -191,6 +192,8 @@ def run_methods(
     def run_settings(m, seed):
         config = asdict(make_config(m, seed))
         config.pop("progress", None)  # display only
+        if config.get("local_k1") == "frozen":  # added later at this default: older partial files stay valid
+            config.pop("local_k1")
         return {"method": m, "seed": seed, "config": config, "eval_solver": solver, "task": task_settings}
 
     def run_one(m, seed):

@@ -36,6 +36,10 @@ What we changed for a CPU and say so:
   so 0.01 of the range is ≈ 0.075 in our units (it sets the likelihood's weight against the KL).
 * A common grid of 41 points on [0, 1] (one per ≈ 3 months of the 10-year horizon; no two visits of a
   train patient share a bin, one test patient has two merged) instead of the union of observation times.
+
+Cost (measured on one shared core, 60-iteration probes): 0.10–0.20 s per iteration for every method except
+TayNODE (0.55 s, ≈ 3.3× vanilla: the nested forward-mode derivative in the augmented field); the default
+run (8 methods × 3 seeds × 200 iterations) took 17.8 min, the quick run 28 s.
 """
 
 from __future__ import annotations

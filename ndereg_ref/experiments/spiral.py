@@ -36,8 +36,12 @@ QUICK_WEIGHTS = {
     "local_biased": (0.1, None),
 }  # fmt: skip
 SRNODE_WEIGHT = 0.01  # R_S relative to λ in ernode+srnode
-FULL = {"iters": 300, "seeds": 3, "lr": 0.03}
+# The full run trains 1000 Adam steps (issue 13: "long enough to converge"; the loss curves flatten after
+# ~600).  TayNODE and RNODE cost ~13× vanilla per step, so they are not in the default full set (they would
+# take most of the reproduction's 3-CPU-hour budget); ``--methods`` still runs them.
+FULL = {"iters": 1000, "seeds": 3, "lr": 0.03}
 METHODS = tuple(m for m in TRAIN_METHODS if m != "steer+ernode")  # no STEER+ERNODE row here
+FULL_METHODS = tuple(m for m in METHODS if m not in ("taynode", "rnode"))
 OUTPUT_FILES = ("loss_curves.png", "nfe.png", "step_traces.png", "trajectories.png")
 QUICK = {"iters": 100, "seeds": 1, "lr": 0.03}
 
@@ -49,8 +53,8 @@ def run(
     weights = QUICK_WEIGHTS if quick else WEIGHTS
     iters = iters or preset["iters"]
     seeds = list(range(n_seeds or preset["seeds"]))
-    # The quick run leaves out the two expensive baselines (TayNODE, RNODE: ~12× vanilla's training time).
-    methods = methods or ([m for m in METHODS if m not in ("taynode", "rnode")] if quick else METHODS)
+    # Quick and full runs leave out the two expensive baselines (TayNODE, RNODE: ~13× vanilla per step).
+    methods = methods or FULL_METHODS
     task = SpiralTask()
 
     def make_config(m, seed):
