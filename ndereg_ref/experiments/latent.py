@@ -204,6 +204,8 @@ def run(
         lambda p: plots.nfe_vs_metric(summary, p, metric="test_mse", ylabel="test MSE (masked)"),
         lambda p: plots.nfe_over_training(plot_data, p),
     ]
-    write_outputs(out, "latent", summary, settings, table, list(zip(OUTPUT_FILES, figures)))
+    write_outputs(
+        out, "latent", summary, settings, table, list(zip(OUTPUT_FILES, figures)), plot_data=plot_data
+    )
     store.clear()
     return summary

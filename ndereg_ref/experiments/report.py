@@ -457,13 +457,21 @@ def _local_gradient_section(results_dir: str) -> list[str]:
     return out
 
 
-def _results_path(results_dir: str, name: str) -> str | None:
-    """``<dir>/<name>.json`` (the committed docs/results layout) or ``<dir>/<name>/results.json`` (the
-    output directory of ``reproduce``)."""
+def _results_paths(results_dir: str, name: str) -> list[tuple[str, str]]:
+    """(section title, path) of every results file of experiment ``name``: ``<dir>/<name>.json`` (the
+    committed docs/results layout), ``<dir>/<name>+<part>.json`` (a separately run part of it, e.g. a
+    costly method with fewer seeds, its own section) or ``<dir>/<name>/results.json`` (the output
+    directory of ``reproduce``)."""
+    found = []
     for path in (os.path.join(results_dir, f"{name}.json"), os.path.join(results_dir, name, "results.json")):
         if os.path.exists(path):
-            return path
-    return None
+            found.append((name, path))
+            break
+    if os.path.isdir(results_dir):
+        for file in sorted(os.listdir(results_dir)):
+            if file.startswith(f"{name}+") and file.endswith(".json"):
+                found.append((f"{name} ({file[len(name) + 1 : -5]})", os.path.join(results_dir, file)))
+    return found
 
 
 def build_report(
@@ -496,10 +504,7 @@ def build_report(
     target = DEFAULT_OUT if out is None else out
     fig_dir = os.path.join(os.path.dirname(target) or ".", FIGURES_DIR)
     figure_jobs: list = []
-    for name in EXPERIMENTS:
-        path = _results_path(results_dir, name)
-        if path is None:
-            continue
+    for name, title, path in [(n, t, p) for n in EXPERIMENTS for t, p in _results_paths(results_dir, n)]:
         found = True
         res = validate_results(_load(path), path, name)
         s = res["settings"]
@@ -509,7 +514,7 @@ def build_report(
                 "rerun without --quick, or pass --allow-quick"
             )
         quick = " — quick run" if s["quick"] else ""
-        sections.append(format_table(res["methods"], f"{name} (generated {res['generated']}){quick}"))
+        sections.append(format_table(res["methods"], f"{title} (generated {res['generated']}){quick}"))
         sections.append(
             f"Settings: iterations {s.get('iters')}, seeds {s.get('seeds')}, solver {s.get('solver')}, "
             f"weights {s.get('weights')}"
@@ -523,7 +528,7 @@ def build_report(
         if name == "spiral" and "vanilla" in res["methods"]:
             sections.append(_spiral_floor(res))
             sections.append("")
-        if NOTES.get(name):
+        if NOTES.get(name) and title == name:
             sections += [NOTES[name], ""]
         comparison = _paper_comparison(name, res["methods"])
         if comparison:
@@ -533,7 +538,8 @@ def build_report(
             sections += ["Goals of the reproduction (3 seeds, means):", "", *goals, ""]
         sections.extend(_discussion(name, res["methods"]))
         sections.append("")
-        sections.extend(_figures(name, res, fig_dir, FIGURES_DIR, figure_jobs))
+        fig_name = name if title == name else f"{name}_{title[len(name) + 2 : -1]}"
+        sections.extend(_figures(fig_name, res, fig_dir, FIGURES_DIR, figure_jobs))
         sections.append("")
     sections.extend(_local_gradient_section(results_dir))
     if not found:
