@@ -205,6 +205,7 @@ def test_report_reads_the_committed_layout_and_draws_figures(digits_run, tmp_pat
     docs = tmp_path / "docs"
     (docs / "results").mkdir(parents=True)
     (docs / "results" / "digits.json").write_text((digits_run / "results.json").read_text())
+    (docs / "results" / "digits+one-seed.json").write_text((digits_run / "results.json").read_text())
     out = docs / "results.md"
     assert main(["report", "--results", str(docs / "results"), "-o", str(out), "--allow-quick"]) == 0
     text = out.read_text()
@@ -214,6 +215,8 @@ def test_report_reads_the_committed_layout_and_draws_figures(digits_run, tmp_pat
         if line.startswith("!["):
             assert (docs / line.split("](")[1].rstrip(")")).exists(), line
     assert (docs / "figures" / "digits_nfe_vs_accuracy.png").exists()
+    assert "### digits (one-seed) (generated" in text  # a separately run part gets its own section
+    assert (docs / "figures" / "digits_one-seed_nfe_vs_accuracy.png").exists()
 
 
 def test_mnist_quick_trains_on_the_784_dim_state(tmp_path):
