@@ -352,6 +352,8 @@ def _goal_lines(name: str, methods: dict) -> list[str]:
             ok = v <= bound if kind == "train" else v >= bound
             what = f"training time {'≤' if kind == 'train' else '≥'} {bound}× vanilla"
             shown = f"{v:.2f}×"
+            if r.get("train_nfe") is not None:  # the load-independent part of the training cost
+                shown += f" (training NFE per iteration {r['train_nfe']:.2f}×)"
         else:  # "mse" / "loss": the test metric's ratio
             key = "test_mse" if kind == "mse" and "test_mse" in res else "test_loss"
             if key not in res or not base[key]["mean"]:
