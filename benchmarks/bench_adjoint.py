@@ -17,7 +17,7 @@ import autograd.numpy as anp
 import numpy as np
 
 import ndereg_ref as nr
-from ndereg_ref.models import MLP
+from ndereg_ref.learn.models import MLP
 
 
 def best(fn, repeat):

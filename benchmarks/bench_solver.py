@@ -11,7 +11,7 @@ import numpy as np
 import scipy.integrate as si
 
 import ndereg_ref as nr
-from ndereg_ref.problems import PROBLEMS
+from ndereg_ref.oracle.problems import PROBLEMS
 
 
 def mlp_problem(dim=64, batch=128, seed=0):

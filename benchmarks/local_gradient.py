@@ -20,12 +20,12 @@ import numpy as np
 
 from ndereg_ref import __version__
 from ndereg_ref import regularizers as reg
-from ndereg_ref.adjoint import odeint_regularized
 from ndereg_ref.atomic_io import atomic_write_text
 from ndereg_ref.experiments import images
 from ndereg_ref.experiments.common import single_threaded_blas
-from ndereg_ref.models import flatten_params
-from ndereg_ref.tasks import ImageNODETask
+from ndereg_ref.learn.models import flatten_params
+from ndereg_ref.learn.tasks import ImageNODETask
+from ndereg_ref.ode.adjoint import odeint_regularized
 
 
 def measure(draws: int, seed: int = 0) -> dict:

@@ -4,11 +4,11 @@ with the internal heuristics of adaptive solvers (ERNODE/SRNODE, local regulariz
 See DESIGN.md §9 for the public names other code relies on.
 """
 
-from .conventions import CONVENTIONS, get_convention
 from .errors import MaxStepsExceededError, NonFiniteError, SolverError, StepSizeUnderflowError
-from .solve import DenseOutput, Solution, StepRecord, solve_fixed_grid, solve_ivp
-from .step import StepResult, rk_step
-from .tableaus import TABLEAUS, Tableau, get_tableau
+from .ode.control import CONVENTIONS, get_convention
+from .ode.solve import DenseOutput, Solution, StepRecord, solve_fixed_grid, solve_ivp
+from .ode.step import StepResult, rk_step
+from .ode.tableaus import TABLEAUS, Tableau, get_tableau
 
 __version__ = "0.1.0"
 
@@ -31,7 +31,7 @@ __all__ = [
     "solve_ivp",
 ]
 
-from .adjoint import (  # noqa: E402
+from .ode.adjoint import (  # noqa: E402
     ADJOINTS,
     discrete_adjoint_sweep,
     frozen_grid_solve,
@@ -49,9 +49,9 @@ __all__ += [
     "odeint_regularized",
 ]
 
-from .brownian import BrownianPath  # noqa: E402
-from .neural_sde import NeuralSDE  # noqa: E402
-from .sde import SDE_TABLEAUS, SDESolution, sdeint, sdeint_regularized, solve_sde  # noqa: E402
+from .learn.neural_sde import NeuralSDE  # noqa: E402
+from .sde.brownian import BrownianPath  # noqa: E402
+from .sde.solve import SDE_TABLEAUS, SDESolution, sdeint, sdeint_regularized, solve_sde  # noqa: E402
 
 __all__ += [
     "BrownianPath",
@@ -63,6 +63,6 @@ __all__ += [
     "solve_sde",
 ]
 
-from .oracle import Trace, TraceFormatError, diff_traces, load_trace, make_trace, save_trace  # noqa: E402
+from .oracle.trace import Trace, TraceFormatError, diff_traces, load_trace, make_trace, save_trace  # noqa: E402
 
 __all__ += ["Trace", "TraceFormatError", "diff_traces", "load_trace", "make_trace", "save_trace"]

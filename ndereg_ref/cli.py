@@ -111,11 +111,11 @@ def main(argv=None) -> int:
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     cmd, rest = argv[0], argv[1:]
     if cmd == "trace":
-        from .oracle import trace_main
+        from .oracle.trace import trace_main
 
         return trace_main(rest)
     if cmd == "crosscheck":
-        from .oracle import crosscheck_main
+        from .oracle.trace import crosscheck_main
 
         return crosscheck_main(rest)
     return commands[cmd](rest)

@@ -34,11 +34,11 @@ import numpy as np
 from autograd import make_jvp, make_vjp
 from autograd.tracer import getval
 
-from .adjoint import odeint_regularized
-from .conventions import ordinarydiffeq_initial_step
-from .solve import Solution
-from .step import rk_step
-from .tableaus import get_tableau
+from .ode.adjoint import odeint_regularized
+from .ode.control import ordinarydiffeq_initial_step
+from .ode.solve import Solution
+from .ode.step import rk_step
+from .ode.tableaus import get_tableau
 
 __all__ = [
     "LocalSample",
@@ -177,7 +177,7 @@ def local_regularization(
     ``save_times`` if given, else from its accepted step end times t_1 … t_{N−1} (t0 only when the solve
     took a single step, the one time left).  h_r is OrdinaryDiffEq's ``ode_determine_initdt`` at
     (t_r, u_r) over (t_r, t1) with the method's order (Tsit5: exponent 1/5) and dtmax = |t1 − t_r|, not
-    clipped afterwards (:func:`ndereg_ref.conventions.ordinarydiffeq_initial_step`; LocalRegNeuralDE.jl
+    clipped afterwards (:func:`ndereg_ref.ode.control.ordinarydiffeq_initial_step`; LocalRegNeuralDE.jl
     takes ``integrator.dt`` straight from ``init``).  Returns ``(r, LocalSample)``; r is differentiable
     w.r.t. params only; ``k1_mode``: see :func:`local_error_step` ("live" costs one more f call, which
     ``n_calls`` counts; ``nfev`` keeps the papers' count of 9).
@@ -275,7 +275,7 @@ def taynode_integrand(fun: Callable, t, z, params, order: int = 2):
     if order < 1:
         raise ValueError("TayNODE order K must be ≥ 1")
     if order == 2 and hasattr(fun, "jvp") and hasattr(fun, "time_derivative"):
-        # A field that knows its own J·u and ∂f/∂t (ndereg_ref.models.MLP): one level of differentiation
+        # A field that knows its own J·u and ∂f/∂t (ndereg_ref.learn.models.MLP): one level of differentiation
         # instead of autograd's nested forward mode — same value, several times cheaper to differentiate.
         d2 = fun.jvp(t, z, params, fun(t, z, params)) + fun.time_derivative(t, z, params)
         return anp.mean(d2**2)

@@ -24,7 +24,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 import scipy.integrate as si
 import ndereg_ref as nr
-from ndereg_ref.conventions import CONVENTIONS
+from ndereg_ref.ode.control import CONVENTIONS
 
 def f(t, y):
     return -y + np.sin(t)
@@ -250,8 +250,8 @@ frozen: $\partial R_E/\partial\theta = \sum_j |h_j|\,\partial E_j/\partial\theta
 import numpy as np
 import matplotlib.pyplot as plt
 import ndereg_ref as nr
-from ndereg_ref.tasks import SpiralTask
-from ndereg_ref.train import TrainConfig, train, evaluate
+from ndereg_ref.learn.tasks import SpiralTask
+from ndereg_ref.learn.train import TrainConfig, train, evaluate
 
 task = SpiralTask()
 solver = {"method": "tsit5", "convention": "ordinarydiffeq", "rtol": 1e-6, "atol": 1e-6}
@@ -292,7 +292,7 @@ Below: one Tsit5 step from the spiral's initial state at decreasing $h$; the rel
 denominators against the cancellation estimate, and the two values of $S$.
 """),
     ("code", r"""
-from ndereg_ref.step import combine, rk_step, stiffness_estimate
+from ndereg_ref.ode.step import combine, rk_step, stiffness_estimate
 tab = nr.TABLEAUS["tsit5"]
 shape = task.u0.shape
 f_flat = lambda t, y: np.reshape(task.field(t, np.reshape(y, shape), p0), -1)
@@ -384,7 +384,7 @@ import autograd, autograd.numpy as anp
 import matplotlib.pyplot as plt
 import ndereg_ref as nr
 from ndereg_ref import regularizers as R
-from ndereg_ref.tasks import SpiralTask
+from ndereg_ref.learn.tasks import SpiralTask
 
 task = SpiralTask()
 solver = {"method": "tsit5", "rtol": 1e-6, "atol": 1e-6}
@@ -439,7 +439,7 @@ The data loss below is differentiated with the *interpolating* continuous adjoin
 single step — and a short training run shows the prediction NFE going down.
 """),
     ("code", r"""
-from ndereg_ref.train import TrainConfig, train, evaluate
+from ndereg_ref.learn.train import TrainConfig, train, evaluate
 results = {}
 for method, w in [("vanilla", 0.0), ("local_unbiased", 0.1), ("local_biased", 0.1)]:
     cfg = TrainConfig(method=method, iters=100, lr=0.03, reg_weight=w, seed=0,
@@ -472,8 +472,7 @@ size of the subtree they root).  Hairer–Nørsett–Wanner I, §II.2.
 import numpy as np
 import matplotlib.pyplot as plt
 import ndereg_ref as nr
-from ndereg_ref import order
-
+from ndereg_ref.ode import order
 trees = order.rooted_trees(4)
 for t in trees:
     print(f"ρ = {order.tree_order(t)}  {order.bracket(t):<14} γ = {order.density(t):<3} σ = {order.symmetry(t)}")
@@ -556,8 +555,8 @@ $E_{\rm drift} = h\sum_{i\le m}F_i$ the error estimate is $E = \mathrm{RMS}\big(
 import numpy as np
 import matplotlib.pyplot as plt
 import ndereg_ref as nr
-from ndereg_ref.sde import SDE_TABLEAUS, sde_step
-from ndereg_ref.brownian import BrownianPath, iterated_integrals
+from ndereg_ref.sde.solve import SDE_TABLEAUS, sde_step
+from ndereg_ref.sde.brownian import BrownianPath, iterated_integrals
 
 tab = SDE_TABLEAUS["sriw1"]
 f = lambda t, x: 1.01 * x          # geometric Brownian motion: exact X = x0 exp((μ − σ²/2)t + σW)
@@ -617,7 +616,7 @@ indicative only — the 3-seed full run is in `docs/results.md`:
 """),
     ("code", r"""
 from ndereg_ref.experiments import spiral_sde as S
-from ndereg_ref.neural_sde import NeuralSDE, spiral_sde_data
+from ndereg_ref.learn.neural_sde import NeuralSDE, spiral_sde_data
 data = spiral_sde_data(1000, rng=12345)
 model = NeuralSDE()
 out = {}

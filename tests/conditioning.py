@@ -120,7 +120,7 @@ def stage_states(tableau, y, h, K) -> np.ndarray:
 def step_bounds(tableau, step, jac_y, jac_t, rtol, atol, *, k1_given: bool) -> StepBounds:
     """Rounding bounds of every quantity of a recorded step (formulas: module docstring).
 
-    ``step``: a :class:`ndereg_ref.oracle.TraceStep` (flat states).  ``jac_y(t, Y)`` → (n, n) ∂f/∂y and
+    ``step``: a :class:`ndereg_ref.oracle.trace.TraceStep` (flat states).  ``jac_y(t, Y)`` → (n, n) ∂f/∂y and
     ``jac_t(t, Y)`` → (n,) ∂f/∂t of the field.  ``k1_given``: the first stage was passed in (FSAL reuse:
     bit-identical input, no rounding) rather than evaluated by the step.
     """

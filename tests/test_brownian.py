@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ndereg_ref.brownian import BrownianPath, Increment, bridge_moments, iterated_integrals, levy_covariance
-from ndereg_ref.sde import SDEController, solve_sde
+from ndereg_ref.sde.brownian import (
+    BrownianPath,
+    Increment,
+    bridge_moments,
+    iterated_integrals,
+    levy_covariance,
+)
+from ndereg_ref.sde.solve import SDEController, solve_sde
 
 N = 200_000  # independent elements of one path object = independent Brownian motions
 

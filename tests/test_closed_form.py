@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import ndereg_ref as nr
-from ndereg_ref.problems import PROBLEMS
+from ndereg_ref.oracle.problems import PROBLEMS
 
 CLOSED = [n for n, p in PROBLEMS.items() if p.exact is not None]
 METHODS = ["bs3", "dp5", "tsit5", "dop853", "rkf45", "cash_karp", "heun_euler"]

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import ndereg_ref as nr
-from ndereg_ref.conventions import CONVENTIONS, hairer_initial_step
-from ndereg_ref.problems import PROBLEMS
+from ndereg_ref.ode.control import CONVENTIONS, hairer_initial_step
+from ndereg_ref.oracle.problems import PROBLEMS
 
 DP5 = nr.TABLEAUS["dp5"]
 BS3 = nr.TABLEAUS["bs3"]

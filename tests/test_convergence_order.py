@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import ndereg_ref as nr
-from ndereg_ref.problems import PROBLEMS
+from ndereg_ref.oracle.problems import PROBLEMS
 
 # A3: y' = y cos t, y = exp(sin t): smooth, nonlinear in t, closed form.
 PROBLEM = PROBLEMS["A3"]

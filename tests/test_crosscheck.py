@@ -1,4 +1,4 @@
-"""Cross-implementation checks (ndereg_ref.crosscheck) against torchdiffeq, diffrax and nodepy, which are
+"""Cross-implementation checks (ndereg_ref.oracle.crosscheck) against torchdiffeq, diffrax and nodepy, which are
 in the optional ``crosscheck`` extra: these tests skip, with the reason, when a library is absent.
 
 Counts (accepted, rejected, NFE) must be identical on every problem.  Accepted times cannot be bit-equal
@@ -10,8 +10,8 @@ on B5 at rtol 1e-6); the issue's bound 1e-9 is asserted where it holds here with
 import numpy as np
 import pytest
 
-from ndereg_ref import crosscheck as cc
-from ndereg_ref.problems import PROBLEMS
+from ndereg_ref.oracle import crosscheck as cc
+from ndereg_ref.oracle.problems import PROBLEMS
 
 ALL = list(PROBLEMS)
 # Problems whose accepted times agree to ≤ 1e-9 at both tolerance pairs (measured max 1.8e-10 torchdiffeq,

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from scipy.integrate import simpson, solve_ivp
 
-from ndereg_ref.data import (
+from ndereg_ref.learn.data import (
     SPIRAL_A,
-    as_generator,
     concentric_annuli,
     minibatches,
     spiral_ode,
@@ -16,6 +15,7 @@ from ndereg_ref.data import (
     time_series,
     train_test_split,
 )
+from ndereg_ref.rng import as_generator
 
 
 # --------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import ndereg_ref as nr
-from ndereg_ref.problems import PROBLEMS
+from ndereg_ref.oracle.problems import PROBLEMS
 
 P = PROBLEMS["A3"]
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 import ndereg_ref as nr
-from ndereg_ref.brownian import BrownianPath
 from ndereg_ref.errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
-from ndereg_ref.neural_sde import moment_matching_loss
-from ndereg_ref.sde import SDEController, sde_error_norm, sdeint, solve_sde
-from ndereg_ref.train import Adam, TrainConfig, train
+from ndereg_ref.learn.neural_sde import moment_matching_loss
+from ndereg_ref.learn.train import Adam, TrainConfig, train
+from ndereg_ref.sde.brownian import BrownianPath
+from ndereg_ref.sde.solve import SDEController, sde_error_norm, sdeint, solve_sde
 
 SOLVER = {"method": "tsit5", "rtol": 1e-6, "atol": 1e-6}
 
@@ -420,8 +420,8 @@ def test_adam_rejects_bad_hyperparameters(kw, match):
 def test_ode_error_norm_vjp_ignores_component_with_zero_scale():
     # E = RMS(z), z = h Kᵀe / sc with sc = (rtol·1, 0) and a zero error in component 2 (0/0 := 0):
     # E = |z₁|/√2, ∂E/∂K[:, 0] = h e sign(z₁)/(√2 sc₁), ∂E/∂K[:, 1] = 0, ∂E/∂y_n = −E/sc₁·rtol·sign(y₁)
-    from ndereg_ref.adjoint import _error_norm_vjp
-    from ndereg_ref.tableaus import get_tableau
+    from ndereg_ref.ode.adjoint import _error_norm_vjp
+    from ndereg_ref.ode.tableaus import get_tableau
 
     tab = get_tableau("tsit5")
     rng = np.random.default_rng(0)
@@ -438,7 +438,7 @@ def test_ode_error_norm_vjp_ignores_component_with_zero_scale():
 
 
 def test_local_sde_step_rejects_nan_step_mismatched_noise_and_nan_drift():
-    from ndereg_ref.sde import sde_local_error_step
+    from ndereg_ref.sde.solve import sde_local_error_step
 
     path = BrownianPath((2,), rng=0)
     inc = path.increment(0.2, 0.3)
@@ -458,7 +458,7 @@ def test_odeint_rejects_nan_in_ts_naming_it():
 
 
 def test_evaluate_rejects_zero_repeats():
-    from ndereg_ref.train import evaluate
+    from ndereg_ref.learn.train import evaluate
 
     with pytest.raises(ValueError, match="repeats must be an int ≥ 1"):
         evaluate(_DecayTask(None), [np.array([0.3]), np.array([1.0])], repeats=0)

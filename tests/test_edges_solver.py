@@ -19,12 +19,12 @@ from scipy.integrate._ivp.common import select_initial_step
 
 import ndereg_ref as nr
 from ndereg_ref import regularizers as R
-from ndereg_ref.conventions import (
+from ndereg_ref.ode.control import (
     CONVENTIONS,
     ordinarydiffeq_initial_step,
 )
-from ndereg_ref.step import rms_norm, scaled
-from ndereg_ref.tableaus import TABLEAUS
+from ndereg_ref.ode.step import rms_norm, scaled
+from ndereg_ref.ode.tableaus import TABLEAUS
 
 SCIPY_METHODS = [("RK23", "bs3"), ("RK45", "dp5"), ("DOP853", "dop853")]
 

@@ -27,7 +27,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 import conditioning as cond  # noqa: E402
 
-from ndereg_ref.oracle import load_trace  # noqa: E402
+from ndereg_ref.oracle.trace import load_trace  # noqa: E402
 
 # NDEREG_GOLDEN_DIR: check another set of traces (e.g. `regenerate.py --out DIR` on another machine, with
 # a copy of specs.json) against this machine before committing them.
@@ -47,8 +47,8 @@ IDS = [s["file"] for s in SPECS]
 
 def _field(spec):
     """fun(t, y, params), params, as make_trace builds them (a spec names a built-in problem or spiral)."""
-    from ndereg_ref.oracle import spiral_field
-    from ndereg_ref.problems import get_problem
+    from ndereg_ref.oracle.problems import get_problem
+    from ndereg_ref.oracle.trace import spiral_field
 
     if spec["problem"] == "spiral":
         fun, params, _, _ = spiral_field(spec.get("spiral_hidden", 8), spec.get("spiral_seed", 0))
@@ -112,10 +112,10 @@ def run_replay(file: str, field_scale: float = 1.0) -> Replay:
     """Regenerate the trace of ``file`` with every step recomputed from the golden step's inputs and its
     outputs then replaced by the golden ones, so the controller sees the golden E (see module docstring).
     ``field_scale``: the steps evaluate f·field_scale instead of f (to show that a change is caught)."""
-    import ndereg_ref.solve as solve_mod
-    from ndereg_ref.conventions import get_convention
-    from ndereg_ref.oracle import make_trace
-    from ndereg_ref.tableaus import get_tableau
+    import ndereg_ref.ode.solve as solve_mod
+    from ndereg_ref.ode.control import get_convention
+    from ndereg_ref.ode.tableaus import get_tableau
+    from ndereg_ref.oracle.trace import make_trace
 
     spec = next(s for s in SPECS if s["file"] == file)
     golden = load_trace(os.path.join(GOLDEN, file))
@@ -244,8 +244,8 @@ def test_rounding_bounds_hold_without_safety_factor_against_exact_rational_arith
     from the recorded (t, h, y) and the float tableau coefficients."""
     from fractions import Fraction as F
 
-    from ndereg_ref.conventions import get_convention
-    from ndereg_ref.tableaus import get_tableau
+    from ndereg_ref.ode.control import get_convention
+    from ndereg_ref.ode.tableaus import get_tableau
 
     spec = next(s for s in SPECS if s["file"] == file)
     golden = load_trace(os.path.join(GOLDEN, file))
@@ -297,8 +297,8 @@ def test_controller_fed_the_golden_error_norms_takes_exactly_the_golden_steps(fi
     if last.t_new == t1:
         np.testing.assert_array_equal(a, b, err_msg=f"{file}: y(t1)")
     else:
-        from ndereg_ref.conventions import get_convention
-        from ndereg_ref.tableaus import get_tableau
+        from ndereg_ref.ode.control import get_convention
+        from ndereg_ref.ode.tableaus import get_tableau
 
         tab = get_convention(golden.solver["convention"]).resolve_tableau(
             get_tableau(golden.solver["method"])
@@ -320,7 +320,7 @@ def test_replay_catches_a_field_changed_by_one_part_in_1e10():
 def test_replay_catches_a_controller_changed_by_one_part_in_1e12(monkeypatch):
     """Fed the golden E, a controller whose safety factor moved by 1e-12 relative proposes another h at
     the first step whose factor is not clipped, and the replay names it."""
-    import ndereg_ref.conventions as conventions
+    import ndereg_ref.ode.control as conventions
 
     monkeypatch.setattr(conventions, "SAFETY", conventions.SAFETY * (1 + 1e-12))
     rep = run_replay("exp_sin-dp5-scipy.json")
@@ -405,7 +405,7 @@ def test_scipy_takes_bit_for_bit_the_steps_of_a_trace_made_on_the_same_machine(s
     golden trace (whose values the replay tests tie to this machine's within rounding)."""
     import scipy.integrate as si
 
-    from ndereg_ref.problems import PROBLEMS
+    from ndereg_ref.oracle.problems import PROBLEMS
 
     sys.path.insert(0, REGENERATE)
     try:
@@ -437,7 +437,9 @@ def test_golden_file_is_valid_against_json_schema(file):
     jsonschema = pytest.importorskip("jsonschema", reason="jsonschema comes with the test extra (nbformat)")
     import importlib.resources
 
-    schema = json.loads(importlib.resources.files("ndereg_ref").joinpath("trace_schema.json").read_text())
+    schema = json.loads(
+        importlib.resources.files("ndereg_ref.oracle").joinpath("trace_schema.json").read_text()
+    )
     with open(os.path.join(GOLDEN, file)) as fh:
         jsonschema.Draft202012Validator(schema).validate(json.load(fh))
 

@@ -12,11 +12,11 @@ from scipy.special import logsumexp
 
 import ndereg_ref as nr
 from ndereg_ref import regularizers as reg
-from ndereg_ref import train as tr
 from ndereg_ref.cli import main
-from ndereg_ref.models import MLP, flatten_params
-from ndereg_ref.real_data import ImageSplit
-from ndereg_ref.tasks import ImageNODETask, SpiralTask
+from ndereg_ref.learn import train as tr
+from ndereg_ref.learn.models import MLP, flatten_params
+from ndereg_ref.learn.real_data import ImageSplit
+from ndereg_ref.learn.tasks import ImageNODETask, SpiralTask
 
 
 def _tiny_split(n_train=40, n_test=13, d=6, classes=3, seed=0):

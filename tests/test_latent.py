@@ -1,4 +1,4 @@
-"""The latent ODE task (ndereg_ref.latent) and its experiment (ndereg_ref.experiments.latent).
+"""The latent ODE task (ndereg_ref.learn.latent) and its experiment (ndereg_ref.experiments.latent).
 
 Expected values come from hand-written scalar GRU arithmetic (math.exp/tanh), scipy.stats.norm.logpdf, a
 numerical integral of the KL divergence (scipy.integrate.quad), central finite differences, and small
@@ -14,7 +14,7 @@ import pytest
 from autograd import grad
 from scipy import integrate, stats
 
-from ndereg_ref.latent import (
+from ndereg_ref.learn.latent import (
     LatentBatch,
     LatentODETask,
     bin_to_grid,
@@ -26,8 +26,8 @@ from ndereg_ref.latent import (
     kl_standard_normal,
     masked_gaussian_log_likelihood,
 )
-from ndereg_ref.real_data import ClinicalSplit, IrregularSeries
-from ndereg_ref.train import TrainConfig, evaluate, train
+from ndereg_ref.learn.real_data import ClinicalSplit, IrregularSeries
+from ndereg_ref.learn.train import TrainConfig, evaluate, train
 
 
 # --------------------------------------------------------------------------------------------------

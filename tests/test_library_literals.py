@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from autograd import grad
 
-from ndereg_ref.problems import PROBLEMS
-from ndereg_ref.step import rk_step
-from ndereg_ref.tableaus import LIBRARIES, TABLEAUS, library_tableau
+from ndereg_ref.ode.step import rk_step
+from ndereg_ref.ode.tableaus import LIBRARIES, TABLEAUS, library_tableau
+from ndereg_ref.oracle.problems import PROBLEMS
 
 # --------------------------------------------------------------------------------- coefficient literals
 

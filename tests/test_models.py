@@ -9,7 +9,7 @@ import pytest
 from autograd import grad, make_jvp, make_vjp
 from scipy import stats
 
-from ndereg_ref.models import (
+from ndereg_ref.learn.models import (
     MLP,
     LinearDiagonalDiffusion,
     flatten_params,

@@ -1,4 +1,4 @@
-"""Trace files (ndereg_ref.oracle): exact round trip, contents checked against the solver and finite
+"""Trace files (ndereg_ref.oracle.trace): exact round trip, contents checked against the solver and finite
 differences, clear errors for malformed files, diff naming the first divergence, the CLI."""
 
 import copy
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import ndereg_ref as nr
-from ndereg_ref.adjoint import frozen_grid_solve, odeint_regularized
 from ndereg_ref.cli import main as cli_main
-from ndereg_ref.oracle import TraceFormatError, diff_traces, load_trace, make_trace, save_trace
-from ndereg_ref.problems import PROBLEMS
+from ndereg_ref.ode.adjoint import frozen_grid_solve, odeint_regularized
+from ndereg_ref.oracle.problems import PROBLEMS
+from ndereg_ref.oracle.trace import TraceFormatError, diff_traces, load_trace, make_trace, save_trace
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +174,9 @@ def test_json_schema_agrees_with_the_loader_on_malformed_files(vdp_trace):
     jsonschema = pytest.importorskip("jsonschema")
     import importlib.resources
 
-    schema = json.loads(importlib.resources.files("ndereg_ref").joinpath("trace_schema.json").read_text())
+    schema = json.loads(
+        importlib.resources.files("ndereg_ref.oracle").joinpath("trace_schema.json").read_text()
+    )
     validator = jsonschema.Draft202012Validator(schema)
     validator.validate(vdp_trace)
     for path, value in [

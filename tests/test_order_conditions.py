@@ -10,7 +10,7 @@ import pytest
 import scipy.integrate as si
 
 import ndereg_ref as nr
-from ndereg_ref import order
+from ndereg_ref.ode import order
 
 DOCUMENTED = {  # name: (order of b, order of b_hat)
     "heun_euler": (2, 1),

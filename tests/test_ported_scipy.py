@@ -48,7 +48,7 @@ from ported_problems import RATIONAL_Y0, fun_rational, scaled_rms_error, sol_rat
 
 import ndereg_ref as nr
 from ndereg_ref.errors import StepSizeUnderflowError
-from ndereg_ref.tableaus import TABLEAUS
+from ndereg_ref.ode.tableaus import TABLEAUS
 
 SCIPY_METHODS = {"bs3": "RK23", "dp5": "RK45", "dop853": "DOP853"}
 METHODS = list(SCIPY_METHODS)

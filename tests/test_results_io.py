@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-import ndereg_ref.train as train_module
+import ndereg_ref.learn.train as train_module
 from ndereg_ref.cli import main
 from ndereg_ref.experiments import plots
 from ndereg_ref.experiments.common import ExperimentError, run_experiment
@@ -48,7 +48,7 @@ def _timing_free(res):
 
 
 class _CountingTrain:
-    """Stands in for ``ndereg_ref.train.train``: records the methods trained, raises ``fail`` at call
+    """Stands in for ``ndereg_ref.learn.train.train``: records the methods trained, raises ``fail`` at call
     number ``fail_at`` (1-based) to simulate an interruption in the middle of a run."""
 
     def __init__(self, monkeypatch, fail_at=None, fail=None):

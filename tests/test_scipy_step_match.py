@@ -5,7 +5,7 @@ import pytest
 import scipy.integrate as si
 
 import ndereg_ref as nr
-from ndereg_ref.problems import PROBLEMS
+from ndereg_ref.oracle.problems import PROBLEMS
 
 PAIRS = [("RK23", "bs3"), ("RK45", "dp5"), ("DOP853", "dop853")]
 TOLS = [(1e-3, 1e-6), (1e-6, 1e-9)]

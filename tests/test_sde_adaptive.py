@@ -4,9 +4,9 @@ records and counts, save times, and the errors raised for bad input or failing s
 import numpy as np
 import pytest
 
-from ndereg_ref.brownian import BrownianPath
 from ndereg_ref.errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
-from ndereg_ref.sde import SDEController, sde_initial_step, solve_sde
+from ndereg_ref.sde.brownian import BrownianPath
+from ndereg_ref.sde.solve import SDEController, sde_initial_step, solve_sde
 
 MU, SIGMA, X0 = 1.01, 0.87, 0.5
 

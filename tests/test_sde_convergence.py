@@ -36,8 +36,8 @@ so its weak order is 1.5 (StochasticDiffEq's documentation lists 2).
 import numpy as np
 import pytest
 
-from ndereg_ref.brownian import BrownianPath, Increment
-from ndereg_ref.sde import (
+from ndereg_ref.sde.brownian import BrownianPath, Increment
+from ndereg_ref.sde.solve import (
     SDE_TABLEAUS,
     sde_step,
     solve_sde,

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 from autograd import grad
 
-from ndereg_ref.brownian import BrownianPath
-from ndereg_ref.models import unflatten_params
-from ndereg_ref.neural_sde import (
+from ndereg_ref.learn.models import unflatten_params
+from ndereg_ref.learn.neural_sde import (
     NeuralSDE,
     moment_matching_loss,
     sample_moments,
@@ -22,7 +21,8 @@ from ndereg_ref.neural_sde import (
     spiral_sde_diffusion,
     spiral_sde_drift,
 )
-from ndereg_ref.sde import SDEController, sde_local_error_step, sdeint, sdeint_regularized, solve_sde
+from ndereg_ref.sde.brownian import BrownianPath
+from ndereg_ref.sde.solve import SDEController, sde_local_error_step, sdeint, sdeint_regularized, solve_sde
 
 EPS = 1e-6
 
@@ -184,7 +184,7 @@ def test_local_regularizer_gradient_and_sample(sampling):
 
 
 def test_unbiased_and_biased_draws():
-    from ndereg_ref.sde import sde_local_regularization
+    from ndereg_ref.sde.solve import sde_local_regularization
 
     info = _solve_for_local()
     rng = np.random.default_rng(9)

@@ -8,8 +8,8 @@ gradient sweeps take minutes per problem on 2 shared cores (torch/XLA tracing of
 
 import pytest
 
-from ndereg_ref import crosscheck as cc
-from ndereg_ref.problems import PROBLEMS
+from ndereg_ref.oracle import crosscheck as cc
+from ndereg_ref.oracle.problems import PROBLEMS
 
 ALL = list(PROBLEMS)
 

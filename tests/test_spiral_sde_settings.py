@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 from autograd import jacobian, make_vjp
 
-from ndereg_ref.brownian import BrownianPath
 from ndereg_ref.errors import NonFiniteError
 from ndereg_ref.experiments import spiral_sde as S
 from ndereg_ref.experiments.report import validate_results
-from ndereg_ref.neural_sde import (
+from ndereg_ref.learn.neural_sde import (
     AdaBelief,
     AffineDiagonalDiffusion,
     moment_matching_loss,
     spiral_neural_sde,
     spiral_sde_data,
 )
-from ndereg_ref.sde import solve_sde
+from ndereg_ref.sde.brownian import BrownianPath
+from ndereg_ref.sde.solve import solve_sde
 
 # gradients of two consecutive steps for a two-element parameter
 G1, G2 = np.array([2.0, -0.5]), np.array([-1.0, 0.5])

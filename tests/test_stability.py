@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import ndereg_ref as nr
-from ndereg_ref import order
+from ndereg_ref.ode import order
 
 
 @pytest.mark.parametrize("name", sorted(nr.TABLEAUS))

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ndereg_ref.oracle import (
+from ndereg_ref.oracle.trace import (
     GRADIENT_FIELDS,
     STEP_ARRAYS,
     STEP_FIELDS,
@@ -511,7 +511,7 @@ def _one_line_error(capsys):
 
 
 def test_cli_output_in_missing_directory_fails_before_the_solve(capsys, monkeypatch):
-    import ndereg_ref.oracle as oracle
+    import ndereg_ref.oracle.trace as oracle
 
     def no_solve(*a, **k):
         raise AssertionError("the solve started although the output cannot be written")
@@ -663,11 +663,13 @@ def test_json_corruptions_load_equal_or_raise_trace_format_error(traces, data):
 def _schema():
     import importlib.resources
 
-    return json.loads(importlib.resources.files("ndereg_ref").joinpath("trace_schema.json").read_text())
+    return json.loads(
+        importlib.resources.files("ndereg_ref.oracle").joinpath("trace_schema.json").read_text()
+    )
 
 
 def test_schema_hexfloat_pattern_is_the_loaders_pattern():
-    from ndereg_ref.oracle import HEXFLOAT_RE, MAX_HEXFLOAT_LEN
+    from ndereg_ref.oracle.trace import HEXFLOAT_RE, MAX_HEXFLOAT_LEN
 
     hexfloat = _schema()["$defs"]["hexfloat"]
     assert hexfloat["pattern"] == "^" + HEXFLOAT_RE.pattern + "$"
@@ -676,7 +678,7 @@ def test_schema_hexfloat_pattern_is_the_loaders_pattern():
 
 def test_schema_enums_are_the_registries():
     import ndereg_ref as nr
-    from ndereg_ref.step import STIFFNESS_VARIANTS
+    from ndereg_ref.ode.step import STIFFNESS_VARIANTS
 
     solver = _schema()["properties"]["solver"]["properties"]
     assert set(solver["method"]["enum"]) == set(nr.TABLEAUS)

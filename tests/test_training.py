@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import ndereg_ref as nr
-from ndereg_ref.tasks import AnnuliTask, SpiralTask
-from ndereg_ref.train import METHODS, Adam, TrainConfig, annealed_weight, evaluate, train
+from ndereg_ref.learn.tasks import AnnuliTask, SpiralTask
+from ndereg_ref.learn.train import METHODS, Adam, TrainConfig, annealed_weight, evaluate, train
 
 SOLVER = {"method": "tsit5", "rtol": 1e-6, "atol": 1e-6}
 

@@ -5,9 +5,9 @@ The same method set as the spiral experiment; TayNODE with K = 2.  Metric: test 
 
 from __future__ import annotations
 
-from ..tasks import AnnuliTask
-from ..train import METHODS as TRAIN_METHODS
-from ..train import TrainConfig
+from ..learn.tasks import AnnuliTask
+from ..learn.train import METHODS as TRAIN_METHODS
+from ..learn.train import TrainConfig
 from . import plots
 from .common import PartialStore, aggregate, format_table, run_methods, write_outputs
 

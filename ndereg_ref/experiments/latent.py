@@ -1,8 +1,8 @@
 """Latent ODE on real irregular clinical series (Pal et al. 2021 §5.3 "Physionet", at CPU scale).
 
-Data: the sequential Mayo PBC labs (:func:`ndereg_ref.real_data.load_clinical_series`, 7 labs, 259
+Data: the sequential Mayo PBC labs (:func:`ndereg_ref.learn.real_data.load_clinical_series`, 7 labs, 259
 patients with ≥ 3 visits in 10 years, 207 train / 52 test, one fixed patient split ``DATA_SEED``) as a
-stand-in for PhysioNet 2012.  Model: :class:`ndereg_ref.latent.LatentODETask` — a GRU recognition
+stand-in for PhysioNet 2012.  Model: :class:`ndereg_ref.learn.latent.LatentODETask` — a GRU recognition
 network run backwards over each patient's visits, z0 ∈ R^16 by reparameterisation, dz/dt = MLP(z) (tanh,
 hidden 50, tanh output), Dense(16 → 7) decoder, loss −(masked Gaussian log-likelihood)/Σ mask +
 λ_KL(e) KL.  Reported: the masked test MSE with z0 = μ (``test_mse``), the test loss (λ_KL = 1), and the
@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from ..train import TrainConfig
+from ..learn.train import TrainConfig
 from . import plots
 from .common import (
     ExperimentError,
@@ -119,9 +119,9 @@ def run(
     vanilla/ernode/local_biased, 40 iterations).  Finished (method, seed) runs are resumed from
     ``<out>/partial`` unless ``fresh``.  Returns the summary (per-method mean/std and ratios to vanilla).
     """
-    from ..latent import LatentODETask
-    from ..real_data import load_clinical_series
-    from ..train import evaluate, train
+    from ..learn.latent import LatentODETask
+    from ..learn.real_data import load_clinical_series
+    from ..learn.train import evaluate, train
 
     out = out or "results/latent"
     preset = QUICK if quick else FULL

@@ -148,7 +148,7 @@ def validate_results(res, path: str, name: str) -> dict:
     import importlib
 
     from .. import CONVENTIONS, SDE_TABLEAUS, TABLEAUS
-    from ..adjoint import ADJOINTS
+    from ..ode.adjoint import ADJOINTS
 
     c = _Checker(path)
     if not isinstance(res, dict):
@@ -269,9 +269,9 @@ def _spiral_floor(res: dict) -> str:
     field that fits the data well cannot be much cheaper than this (computed, not copied)."""
     import numpy as np
 
-    from ..adjoint import odeint_regularized
-    from ..data import SPIRAL_U0, spiral_rhs
-    from ..tasks import SpiralTask
+    from ..learn.data import SPIRAL_U0, spiral_rhs
+    from ..learn.tasks import SpiralTask
+    from ..ode.adjoint import odeint_regularized
 
     s = res["settings"]
     task = SpiralTask(**{k: s["task"][k] for k in ("hidden", "n_points", "t_end")})

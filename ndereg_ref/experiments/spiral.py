@@ -5,9 +5,9 @@ Model: tanh MLP on u³ (hidden 50), Tsit5, fitted to 30 points of du/dt = A u³ 
 
 from __future__ import annotations
 
-from ..tasks import SpiralTask
-from ..train import METHODS as TRAIN_METHODS
-from ..train import TrainConfig
+from ..learn.tasks import SpiralTask
+from ..learn.train import METHODS as TRAIN_METHODS
+from ..learn.train import TrainConfig
 from . import plots
 from .common import PartialStore, aggregate, format_table, run_methods, write_outputs
 

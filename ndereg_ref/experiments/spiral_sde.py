@@ -12,7 +12,7 @@ Settings follow the papers' code, RegNeuralDE.jl ``experiments/sde_toy_problem.j
   Float32).
 * Solve: SOSRI at abstol = reltol = 0.3 on one batched SDE whose state is the 100 simulated paths
   (the paper's ``repeat(u0, 1, 100)``), saved at the 30 data times.  Differences forced by
-  :mod:`ndereg_ref.sde` (not ours to change): the save times are *stops* (StochasticDiffEq interpolates
+  :mod:`ndereg_ref.sde.solve` (not ours to change): the save times are *stops* (StochasticDiffEq interpolates
   at ``saveat``, so its steps may straddle them), and t1 = 1 (the paper: 1 + eps(Float32)).
 * Loss (the code's ``mean(abs2, sde_data .- means) + mean(abs2, sde_data_vars .- vars)``): the mean over
   the 30 × 2 (time, component) entries of (μ − μ̂)² plus the same mean of (σ² − σ̂²)², σ² with ddof = 1
@@ -42,10 +42,10 @@ import numpy as np
 from autograd import value_and_grad
 from autograd.tracer import getval
 
-from ..brownian import BrownianPath
-from ..neural_sde import AdaBelief, moment_matching_loss, spiral_neural_sde, spiral_sde_data
-from ..sde import sdeint_regularized, solve_sde
-from ..train import IterationRecord, annealed_weight
+from ..learn.neural_sde import AdaBelief, moment_matching_loss, spiral_neural_sde, spiral_sde_data
+from ..learn.train import IterationRecord, annealed_weight
+from ..sde.brownian import BrownianPath
+from ..sde.solve import sdeint_regularized, solve_sde
 from . import plots
 from .common import PartialStore, aggregate, format_table, run_grid, write_outputs
 

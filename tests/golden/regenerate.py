@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 
-from ndereg_ref.oracle import make_trace, save_trace
+from ndereg_ref.oracle.trace import make_trace, save_trace
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -1,7 +1,7 @@
 """Data generators for the experiments: the spiral ODE, concentric annuli, damped-oscillator time series.
 
 Everything is generated locally (no downloads) and every random draw takes an explicit
-``numpy.random.Generator`` or int seed (:func:`as_generator`), so the same seed gives the same data.
+``numpy.random.Generator`` or int seed (:func:`ndereg_ref.rng.as_generator`), so the same seed gives the same data.
 
 Spiral ODE (Pal et al. 2021, §5.1 and the spiral SDE of §5.3; the DiffEqFlux neural-ODE tutorial)
     du/dt = A u³ (u³ elementwise), A = [[−0.1, 2], [−2, −0.1]], u0 = (2, 0), t ∈ [0, 1.5], i.e.
@@ -30,10 +30,11 @@ from collections.abc import Iterator
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from ..rng import as_generator
+
 __all__ = [
     "SPIRAL_A",
     "SPIRAL_U0",
-    "as_generator",
     "spiral_rhs",
     "spiral_ode",
     "concentric_annuli",
@@ -46,17 +47,6 @@ __all__ = [
 SPIRAL_A = ((-0.1, 2.0), (-2.0, -0.1))
 #: Initial state of the spiral experiments.
 SPIRAL_U0 = (2.0, 0.0)
-
-
-def as_generator(rng: np.random.Generator | int) -> np.random.Generator:
-    """An explicit ``numpy.random.Generator``: returned as is, or built from an int seed with
-    ``np.random.default_rng``.  Anything else (None, floats, the legacy RandomState) is a TypeError,
-    because hidden global random state would make results irreproducible."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
-        return np.random.default_rng(int(rng))
-    raise TypeError(f"rng must be a numpy.random.Generator or an int seed, got {type(rng).__name__}")
 
 
 # --------------------------------------------------------------------------------------------------

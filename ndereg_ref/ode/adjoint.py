@@ -49,8 +49,8 @@ from autograd import make_vjp
 from autograd.extend import defvjp_argnums, primitive
 from autograd.tracer import getval
 
-from .conventions import get_convention
-from .errors import NonFiniteError
+from ..errors import NonFiniteError
+from .control import get_convention
 from .solve import (
     Solution,
     _effective_rtol,

@@ -3,7 +3,7 @@
 The loop is written so that autograd can trace it: states and stages may be autograd boxes, while every
 decision (step size, accept/reject, end of interval) is taken on plain floats obtained with ``getval``.
 That is exactly DESIGN §5's frozen-grid map, and tracing :func:`integrate` with autograd is the
-``adjoint="tape"`` oracle of :mod:`ndereg_ref.adjoint`.
+``adjoint="tape"`` oracle of :mod:`ndereg_ref.ode.adjoint`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import autograd.numpy as anp
 import numpy as np
 from autograd.tracer import Box, getval
 
-from .conventions import Convention, get_convention
-from .errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
+from ..errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
+from .control import Convention, get_convention
 from .step import STIFFNESS_VARIANTS, rk_step
 from .tableaus import Tableau, get_tableau
 
@@ -258,7 +258,7 @@ def integrate(
 ) -> IntegrationResult:
     """The adaptive loop on a flat field ``f(t, y)``; inputs are assumed validated.
 
-    Per attempted step: :func:`ndereg_ref.step.rk_step`, then the convention's accept test and controller
+    Per attempted step: :func:`ndereg_ref.ode.step.rk_step`, then the convention's accept test and controller
     (on floats).  Accepted steps add E_j|h_j| to R_E and S_j|h_j| to R_S (DESIGN §5) and emit outputs at
     the step end or, for ``t_eval`` points inside the step, by dense output.
 
@@ -682,7 +682,7 @@ def solve_ivp(
 ) -> Solution:
     """Solve y' = fun(t, y, *args), y(t0) = y0 with an adaptive embedded RK pair.
 
-    Every attempted step is the RK step of DESIGN §2 (:func:`ndereg_ref.step.rk_step`); the accept test,
+    Every attempted step is the RK step of DESIGN §2 (:func:`ndereg_ref.ode.step.rk_step`); the accept test,
     controller, initial step and end-of-interval rule are those of ``convention`` (DESIGN §3:
     ``"scipy"``, ``"torchdiffeq"``, ``"diffrax"``, ``"ordinarydiffeq"``).  With the DP5 tableau,
     ``convention`` also picks the error weights (Hairer for scipy/ordinarydiffeq, Shampine for
@@ -847,7 +847,7 @@ def solve_fixed_grid(
     Used for convergence-order experiments and as the *frozen-grid map* of DESIGN §5/§6 (replaying the
     accepted steps of an adaptive solve).  Traceable by autograd.  Returns (ys, steps) with ys of shape
     (N+1, *y0.shape) (a stacked autograd array while tracing) and ``steps`` the list of
-    :class:`~ndereg_ref.step.StepResult` (flat arrays).  E and S use ``rtol``/``atol`` as in the solver.
+    :class:`~ndereg_ref.ode.step.StepResult` (flat arrays).  E and S use ``rtol``/``atol`` as in the solver.
     """
     tableau = get_tableau(method)
     grid = np.asarray(grid, dtype=float)

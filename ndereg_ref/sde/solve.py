@@ -6,7 +6,7 @@ The problem (DESIGN.md §7)
 
 X an array of any shape, W a Wiener process with one independent component per element of X (*diagonal
 noise*), Itô interpretation.  ``f`` and ``g`` return arrays of X's shape.  The noise comes from a
-:class:`ndereg_ref.brownian.BrownianPath`, which stays an exact Brownian path under rejected steps
+:class:`ndereg_ref.sde.brownian.BrownianPath`, which stays an exact Brownian path under rejected steps
 (rejection sampling with memory, RSwM3 guarantee) and can be replayed for a second solve.
 
 Methods (``method=``)
@@ -27,7 +27,7 @@ Methods (``method=``)
 One SRI step (follow it with Rößler's diagonal-noise SRI scheme, or Rackauckas & Nie 2017, open beside)
 -------------------------------------------------------------------------------------------------------
 Tableau: c⁽⁰⁾, c⁽¹⁾ (s), A⁽⁰⁾, A⁽¹⁾, B⁽⁰⁾, B⁽¹⁾ (s×s strictly lower triangular), α, β⁽¹⁾…β⁽⁴⁾ (s).
-Iterated integrals of the step (:func:`ndereg_ref.brownian.iterated_integrals`):
+Iterated integrals of the step (:func:`ndereg_ref.sde.brownian.iterated_integrals`):
 I_(1) = ΔW, I_(1,1) = (ΔW² − h)/2, I_(1,0) = h(ΔW + ΔZ/√3)/2, I_(1,1,1) = (ΔW³ − 3hΔW)/6.  Stages, i = 1…s:
 
     H⁽⁰⁾_i = X_n + h Σ_j A⁽⁰⁾_ij F_j + (I_(1,0)/h) Σ_j B⁽⁰⁾_ij G_j
@@ -99,10 +99,10 @@ import autograd.numpy as anp
 import numpy as np
 from autograd.tracer import Box, getval
 
+from ..errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
+from ..ode.step import scaled
+from ..rng import as_generator
 from .brownian import SQRT3, BrownianPath, Increment
-from .data import as_generator
-from .errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
-from .step import scaled
 
 __all__ = [
     "SRITableau",

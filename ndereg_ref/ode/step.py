@@ -269,7 +269,7 @@ def rk_step(
 
     Example
     -------
-    >>> from ndereg_ref.tableaus import TABLEAUS
+    >>> from ndereg_ref.ode.tableaus import TABLEAUS
     >>> r = rk_step(lambda t, y: -y, 0.0, numpy.array([1.0]), 0.1, TABLEAUS["bs3"])
     >>> round(float(r.y_new[0]), 6)  # exp(-0.1) = 0.904837...
     0.904833

@@ -28,9 +28,9 @@ import numpy as np
 from autograd import value_and_grad
 from autograd.tracer import getval
 
-from . import regularizers as reg
-from .adjoint import odeint_regularized
-from .errors import NonFiniteError
+from .. import regularizers as reg
+from ..errors import NonFiniteError
+from ..ode.adjoint import odeint_regularized
 
 __all__ = [
     "METHODS",

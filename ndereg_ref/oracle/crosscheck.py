@@ -112,7 +112,7 @@ def _problems(names):
 
 
 def _ours(problem, method, convention, rtol, atol):
-    from .solve import solve_ivp
+    from ..ode.solve import solve_ivp
 
     return solve_ivp(
         problem.fun,
@@ -285,7 +285,7 @@ def crosscheck_diffrax(problems=None, methods=tuple(DIFFRAX_METHODS), tolerances
 
 def _our_gradients(problem, method, convention, rtol, atol):
     """Discrete-adjoint gradients of L = Σ y(t1) and R_E w.r.t. (y0, p), and the solve (accepted grid)."""
-    from .oracle import discrete_adjoint_gradients
+    from .trace import discrete_adjoint_gradients
 
     info, _, _, _, g = discrete_adjoint_gradients(
         problem.pfun, problem.y0_array, problem.t_span, problem.params_array, method=method,
@@ -301,8 +301,8 @@ def _our_R_E_gradients_with_e(problem, info, e, rtol, atol):
 
     from autograd import grad
 
-    from .adjoint import frozen_grid_solve
-    from .tableaus import TABLEAUS
+    from ..ode.adjoint import frozen_grid_solve
+    from ..ode.tableaus import TABLEAUS
 
     tab = dataclasses.replace(TABLEAUS[info.method], e=np.asarray(e, dtype=float))
     ts = np.array(problem.t_span)
@@ -445,12 +445,12 @@ def gradient_check_diffrax(problem, method="Dopri5", rtol=1e-6, atol=1e-9) -> Gr
 
 def crosscheck_nodepy(tableaus=tuple(NODEPY_NAMES)) -> list[TableauAgreement]:
     """nodepy's orders (of the method and its embedded method) and stability polynomials, against our
-    rooted-tree orders (:func:`ndereg_ref.order.check_order`) and ``stability_polynomial``."""
+    rooted-tree orders (:func:`ndereg_ref.ode.order.check_order`) and ``stability_polynomial``."""
     from nodepy import rk as nrk
 
-    from .order import DEFAULT_TOL as ORDER_TOL
-    from .order import check_order, stability_polynomial
-    from .tableaus import TABLEAUS
+    from ..ode.order import DEFAULT_TOL as ORDER_TOL
+    from ..ode.order import check_order, stability_polynomial
+    from ..ode.tableaus import TABLEAUS
 
     rows = []
     for name in tableaus:

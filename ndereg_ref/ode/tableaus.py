@@ -125,7 +125,7 @@ class Tableau:
         the difference of the two states, so y(1) = y_n + (y_{n+1} − y_n) reproduces y_{n+1} to rounding of
         one addition and y(0) = y_n exactly, and the operations are scipy's, so that ``convention="scipy"``
         matches ``solve_ivp(..., dense_output=True).sol`` to the last bits.  ``y_new``: y_{n+1} as the step
-        computed it; if omitted it is recomputed from K_ext with :func:`~ndereg_ref.step.rk_step`'s
+        computed it; if omitted it is recomputed from K_ext with :func:`~ndereg_ref.ode.step.rk_step`'s
         operations (FSAL: y_n + h·(K[:s−1]ᵀ b[:s−1])).  Traceable by autograd in y, y_new and K_ext.
         """
         xp = anp if any(isinstance(v, Box) for v in (y, K_ext, y_new, theta)) else np

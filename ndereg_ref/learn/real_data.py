@@ -17,7 +17,7 @@ set is a file inside the installed wheel.
     in the latent-ODE experiment (Rubanova, Chen & Duvenaud 2019, §4.3).
 
 Splits are computed here with NumPy (not sklearn's splitter, whose stream may change between versions), from
-an explicit ``numpy.random.Generator`` or int seed (:func:`ndereg_ref.data.as_generator`).  The stratified
+an explicit ``numpy.random.Generator`` or int seed (:func:`ndereg_ref.rng.as_generator`).  The stratified
 split gives class c ``floor(f·n_c)`` test images plus one more for the classes with the largest remainders
 ``f·n_c − floor(f·n_c)`` (ties by class label) until the total is ``round(f·n)`` — Hamilton's
 largest-remainder apportionment — so every class's test count is within 1 of ``f·n_c``.
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import as_generator
+from ..rng import as_generator
 
 __all__ = [
     "EXTRA_PIP_COMMAND",

@@ -6,7 +6,7 @@ The spiral SDE (Itô, diagonal multiplicative noise)
     du1 = (−0.1 u1³ + 2 u2³) dt + 0.2 u1 dW1
     du2 = (−2 u1³ − 0.1 u2³) dt + 0.2 u2 dW2,        u(0) = (2, 0),  t ∈ [0, 1],  30 save points,
 
-i.e. drift A u³ with A = [[−0.1, 2], [−2, −0.1]] (the matrix of :mod:`ndereg_ref.data`; pass ``A=A.T``
+i.e. drift A u³ with A = [[−0.1, 2], [−2, −0.1]] (the matrix of :mod:`ndereg_ref.learn.data`; pass ``A=A.T``
 for DiffEqFlux's literal ``((u.^3)'true_A)'``, the mirror image u2 → −u2) and diffusion 0.2 ⊙ u.
 
 Data: many trajectories of one batched solve (state (n_trajectories, 2), independent noise per element)
@@ -14,7 +14,7 @@ with a fine fixed step, and their sample means and variances at the save points.
 
 Neural SDE: drift f(t, u; θ_f) = MLP(u³) (``MLP(2, hidden=(50,), cubic_input=True)``, tanh, as the
 tutorial's ``Chain(x -> x.^3, Dense(2, 50, tanh), Dense(50, 2))``) and diagonal linear diffusion
-g(t, u; θ_g) = θ_g ⊙ u (:class:`~ndereg_ref.models.LinearDiagonalDiffusion`); params = [θ_f, θ_g].
+g(t, u; θ_g) = θ_g ⊙ u (:class:`~ndereg_ref.learn.models.LinearDiagonalDiffusion`); params = [θ_f, θ_g].
 
 The ERNSDE paper's model (its code, ``experiments/sde_toy_problem.jl`` of github.com/avik-pal/RegNeuralDE.jl)
 has an *affine* diffusion ``Dense(2, 2)``, g(t, u; θ_g) = W3 u + b3 (:class:`AffineDiagonalDiffusion`),
@@ -40,11 +40,12 @@ from dataclasses import dataclass
 import autograd.numpy as anp
 import numpy as np
 
-from .brownian import BrownianPath
-from .data import SPIRAL_A, SPIRAL_U0, as_generator
-from .errors import NonFiniteError
+from ..errors import NonFiniteError
+from ..rng import as_generator
+from ..sde.brownian import BrownianPath
+from ..sde.solve import sdeint, sdeint_regularized, solve_sde
+from .data import SPIRAL_A, SPIRAL_U0
 from .models import _PARAM_LISTS, MLP, LinearDiagonalDiffusion, _shape_str
-from .sde import sdeint, sdeint_regularized, solve_sde
 
 __all__ = [
     "SPIRAL_SDE_NOISE",
@@ -247,7 +248,7 @@ class NeuralSDE:
     def predict_regularized(
         self, params, x0, ts, *, path=None, seed=None, method="sriw1", rtol=1e-2, atol=1e-2, **kw
     ):
-        """``(xs, R, info)`` of :func:`~ndereg_ref.sde.sdeint_regularized` (global R_E by default;
+        """``(xs, R, info)`` of :func:`~ndereg_ref.sde.solve.sdeint_regularized` (global R_E by default;
         ``regularizer="local", sampling=…, rng=…`` for the local regularizer)."""
         return sdeint_regularized(
             self.f, self.g, x0, ts, params, method=method, rtol=rtol, atol=atol, path=path, seed=seed, **kw

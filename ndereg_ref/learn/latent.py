@@ -1,6 +1,6 @@
 """A latent ODE for irregularly sampled clinical series (Rubanova, Chen & Duvenaud 2019, "Latent ODEs for
 irregularly-sampled time series", §3 and §4.3; Chen et al. 2018 §5), the model of Pal et al. 2021's
-Physionet experiment, at CPU scale, for :func:`ndereg_ref.train.train`.
+Physionet experiment, at CPU scale, for :func:`ndereg_ref.learn.train.train`.
 
 Generative model and inference (a variational autoencoder over whole series)
 -----------------------------------------------------------------------------
@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 import autograd.numpy as anp
 import numpy as np
 
-from .data import as_generator
+from ..rng import as_generator
 from .models import MLP
 
 __all__ = [
@@ -72,7 +72,7 @@ def bin_to_grid(times, values, mask, n_obs, n_grid: int):
     """Put irregular visits on the grid t_k = k/(n_grid − 1): returns (values, mask), each (n, n_grid, d).
 
     ``times`` (n, V) ∈ [0, 1], ``values``/``mask`` (n, V, d), ``n_obs`` (n,) as in
-    :class:`ndereg_ref.real_data.IrregularSeries`.  Visit v of patient i goes to k = round(t_iv (K − 1));
+    :class:`ndereg_ref.learn.real_data.IrregularSeries`.  Visit v of patient i goes to k = round(t_iv (K − 1));
     in a bin, value = Σ m x / Σ m over the visits observed there (feature-wise), mask = [Σ m > 0].
     """
     times = np.asarray(times, dtype=float)
@@ -239,7 +239,7 @@ class LatentBatch:
 
 @dataclass
 class LatentODETask:
-    """The latent ODE of the module docstring on a :class:`ndereg_ref.real_data.ClinicalSplit`.
+    """The latent ODE of the module docstring on a :class:`ndereg_ref.learn.real_data.ClinicalSplit`.
 
     ``latent_dim`` L (z0 ∈ R^L), ``rec_hidden`` the GRU's H, ``head_hidden`` the width of the μ/log σ²
     head, ``field_hidden`` the ODE field's hidden widths (tanh, tanh output as in the papers' code),

@@ -14,7 +14,7 @@ autograd can trace it (reverse *and* forward mode, also nested).  A field that a
     ``fun.vjp(t, y, params, v) -> (y_bar, params_bar)``,   y_bar = vᵀ ∂f/∂y,  params_bar = vᵀ ∂f/∂θ
 
 (``y_bar`` shaped like ``y``, ``params_bar`` a list shaped like ``params``) is used by the discrete adjoint
-(:mod:`ndereg_ref.adjoint`) instead of autograd: one call per RK stage of the reverse sweep.  Optional
+(:mod:`ndereg_ref.ode.adjoint`) instead of autograd: one call per RK stage of the reverse sweep.  Optional
 extras used by teaching code and by regularizers: ``fun.jvp(t, y, params, u)`` = (∂f/∂y) u and
 ``fun.time_derivative(t, y, params)`` = ∂f/∂t (TayNODE's second derivative d²y/dt² = (∂f/∂y) f + ∂f/∂t).
 
@@ -67,7 +67,7 @@ import numpy as np
 from autograd.builtins import SequenceBox
 from autograd.tracer import Box
 
-from .data import as_generator
+from ..rng import as_generator
 
 __all__ = [
     "ACTIVATIONS",
@@ -439,7 +439,7 @@ def n_params(params) -> int:
 def flatten_params(params) -> np.ndarray:
     """Concatenate ``[p_1, p_2, …]`` into one 1-D vector θ (row-major, in list order); traceable.
 
-    Unlike :func:`ndereg_ref.adjoint.flatten_params` (which also returns a structure spec), this returns
+    Unlike :func:`ndereg_ref.ode.adjoint.flatten_params` (which also returns a structure spec), this returns
     the vector only; rebuild with :func:`unflatten_params`.
     """
     if not isinstance(params, _PARAM_LISTS):

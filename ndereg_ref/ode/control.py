@@ -23,7 +23,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .errors import NonFiniteError
+from ..errors import NonFiniteError
 from .tableaus import Tableau
 
 __all__ = [
@@ -208,7 +208,7 @@ class Convention:
     def resolve_tableau(self, tableau: Tableau) -> Tableau:
         """The tableau a method name means under this convention: DP5's error weights, torchdiffeq's BS3
         interpolant, and the library's own float64 coefficient literals where they differ from the
-        correctly rounded rationals (:func:`ndereg_ref.tableaus.library_tableau`; e.g. diffrax's Tsit5
+        correctly rounded rationals (:func:`ndereg_ref.ode.tableaus.library_tableau`; e.g. diffrax's Tsit5
         e = b − b̂ differs by up to 27 ulp in 4 entries, OrdinaryDiffEq's Tsit5 btilde1 by 26 ulp)."""
         from .tableaus import TABLEAUS, library_tableau
 

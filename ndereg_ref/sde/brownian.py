@@ -85,7 +85,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import as_generator
+from ..rng import as_generator
 
 __all__ = ["BrownianPath", "Increment", "iterated_integrals", "levy_covariance", "bridge_moments"]
 

@@ -11,7 +11,7 @@ Floats are written as C99/Python hexadecimal strings (``float.hex``: ``"0x1.8000
 so a trace round-trips bit for bit in any language (C ``strtod``, Julia ``parse(Float64, s)``, Rust
 ``hexf``); arrays are ``{"shape": [...], "data": [hex, ...]}`` in row-major order.  The format is
 versioned (``schema_version``) and documented in ``docs/trace-schema.md`` with a JSON Schema in
-``ndereg_ref/trace_schema.json``.
+``ndereg_ref/oracle/trace_schema.json``.
 
     make_trace(...)   → dict            save_trace(trace, path)
     load_trace(path)  → Trace           (validates format and solver invariants; TraceFormatError
@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .atomic_io import atomic_write_text
-from .conventions import CONVENTIONS, get_convention
+from ..atomic_io import atomic_write_text
+from ..ode.control import CONVENTIONS, get_convention
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -104,7 +104,7 @@ def spiral_field(hidden: int = 8, seed: int = 0):
     """The spiral example's field NN(u³) (tanh MLP, DiffEqFlux's spiral; ``tasks.SpiralTask``) with
     Glorot-initialised parameters from ``np.random.default_rng(seed)``: returns (f(t, y, params), params,
     y0 = (2, 0), t_span = (0, 1.5))."""
-    from .models import MLP
+    from ..learn.models import MLP
 
     model = MLP(2, hidden=(hidden,), activation="tanh", cubic_input=True)
     params = model.init_params(np.random.default_rng(seed))
@@ -147,7 +147,7 @@ def discrete_adjoint_gradients(fun, y0, t_span, params, *, gradients=True, **sol
     from autograd import make_vjp
     from autograd.tracer import getval
 
-    from .adjoint import flatten_params, odeint_regularized
+    from ..ode.adjoint import flatten_params, odeint_regularized
 
     ts = np.array([float(t_span[0]), float(t_span[1])])
     theta, spec = flatten_params(params)
@@ -199,15 +199,15 @@ def make_trace(
 ) -> dict:
     """Solve once and return the trace as a JSON-ready dict (schema in ``docs/trace-schema.md``).
 
-    Either ``problem`` names a built-in problem (``ndereg_ref.problems.PROBLEMS``: its parametrised
+    Either ``problem`` names a built-in problem (``ndereg_ref.oracle.problems.PROBLEMS``: its parametrised
     field, y0, span and parameters) or ``"spiral"`` (:func:`spiral_field` with ``spiral_hidden`` and
     ``spiral_seed``), or ``fun(t, y, params)``, ``y0``, ``t_span`` and ``params`` (array, list of arrays
     or None) are given.  The solve is :func:`ndereg_ref.odeint_regularized` from t0 to t1 with the given
     tableau/convention/tolerances; with ``gradients`` the discrete adjoint gives ∂R_E, ∂R_S and
     ∂L (L = Σ y(t1)) with respect to y0 and the flattened parameters.
     """
-    from . import __version__
-    from .adjoint import flatten_params
+    from .. import __version__
+    from ..ode.adjoint import flatten_params
 
     if problem is not None:
         if problem == "spiral":
@@ -553,8 +553,8 @@ class _Reader:
         return problem
 
     def read_solver(self, solv, state_shape) -> dict:
-        from .step import STIFFNESS_VARIANTS
-        from .tableaus import TABLEAUS
+        from ..ode.step import STIFFNESS_VARIANTS
+        from ..ode.tableaus import TABLEAUS
 
         self.obj(solv, "solver", ("method", "convention", "rtol", "atol", "stiffness"))
         solver = dict(solv)
@@ -645,7 +645,7 @@ class _Reader:
           stiffness pair; an accepted step holds no inf/nan (:data:`NONFINITE_OK`);
         * the last step is accepted and reaches t1, and no step follows it.
         """
-        from .tableaus import TABLEAUS
+        from ..ode.tableaus import TABLEAUS
 
         conv = get_convention(solver["convention"])
         tab = TABLEAUS[solver["method"]]
@@ -719,7 +719,7 @@ class _Reader:
 
     def check_summary(self, summary, steps, problem, solver):
         """Counts, t_final, y_final and R_E/R_S against the steps (see :func:`_sum_tolerance` for R_E)."""
-        from .tableaus import TABLEAUS
+        from ..ode.tableaus import TABLEAUS
 
         if summary["n_steps"] != len(steps):
             self.fail("summary.n_steps", f"says {summary['n_steps']} but the file holds {len(steps)} steps")
@@ -1089,9 +1089,9 @@ def trace_main(argv=None) -> int:
     Exit codes: 0 traces written / equal, 1 traces differ, 2 a trace file is unreadable or malformed or
     the output cannot be written (one line on stderr naming the file and field).
     """
+    from ..ode.step import STIFFNESS_VARIANTS
+    from ..ode.tableaus import TABLEAUS
     from .problems import PROBLEMS
-    from .step import STIFFNESS_VARIANTS
-    from .tableaus import TABLEAUS
 
     ap = argparse.ArgumentParser(
         prog="ndereg-ref trace",

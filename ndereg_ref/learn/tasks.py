@@ -1,4 +1,4 @@
-"""Learning problems for :func:`ndereg_ref.train.train`: the spiral ODE fit and annuli classification.
+"""Learning problems for :func:`ndereg_ref.learn.train.train`: the spiral ODE fit and annuli classification.
 
 SpiralTask (Pal et al. 2021, §5.1 toy; DiffEqFlux's spiral): learn du/dt = A u³ from one trajectory,
 u0 = (2, 0), 30 points on [0, 1.5], with the field NN(u³) (a tanh MLP on cubic input features).
@@ -155,7 +155,7 @@ def _softmax_cross_entropy(logits, labels):
 
 @dataclass
 class ImageNODETask:
-    """A NODE image classifier on an :class:`ndereg_ref.real_data.ImageSplit` (module docstring).
+    """A NODE image classifier on an :class:`ndereg_ref.learn.real_data.ImageSplit` (module docstring).
 
     ``split``: the data (x_* flat in [0, 1]);  ``hidden``: width of the field's hidden layer;
     ``final_tanh``: paper A's tanh on the field's output (paper B: False);  ``batch_size``: training and

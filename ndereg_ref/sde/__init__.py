@@ -1,0 +1,1 @@
+"""ndereg_ref.sde.solve."""
