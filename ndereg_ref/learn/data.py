@@ -1,7 +1,8 @@
 """Data generators for the experiments: the spiral ODE, concentric annuli, damped-oscillator time series.
 
 Everything is generated locally (no downloads) and every random draw takes an explicit
-``numpy.random.Generator`` or int seed (:func:`ndereg_ref.rng.as_generator`), so the same seed gives the same data.
+``numpy.random.Generator`` or int seed (:func:`ndereg_ref.rng.as_generator`), so the same seed gives the
+same data.
 
 Spiral ODE (Pal et al. 2021, §5.1 and the spiral SDE of §5.3; the DiffEqFlux neural-ODE tutorial)
     du/dt = A u³ (u³ elementwise), A = [[−0.1, 2], [−2, −0.1]], u0 = (2, 0), t ∈ [0, 1.5], i.e.

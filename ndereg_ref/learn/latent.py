@@ -72,7 +72,8 @@ def bin_to_grid(times, values, mask, n_obs, n_grid: int):
     """Put irregular visits on the grid t_k = k/(n_grid − 1): returns (values, mask), each (n, n_grid, d).
 
     ``times`` (n, V) ∈ [0, 1], ``values``/``mask`` (n, V, d), ``n_obs`` (n,) as in
-    :class:`ndereg_ref.learn.real_data.IrregularSeries`.  Visit v of patient i goes to k = round(t_iv (K − 1));
+    :class:`ndereg_ref.learn.real_data.IrregularSeries`.  Visit v of patient i goes to
+    k = round(t_iv (K − 1));
     in a bin, value = Σ m x / Σ m over the visits observed there (feature-wise), mask = [Σ m > 0].
     """
     times = np.asarray(times, dtype=float)

@@ -439,7 +439,7 @@ def n_params(params) -> int:
 def flatten_params(params) -> np.ndarray:
     """Concatenate ``[p_1, p_2, …]`` into one 1-D vector θ (row-major, in list order); traceable.
 
-    Unlike :func:`ndereg_ref.ode.adjoint.flatten_params` (which also returns a structure spec), this returns
+    Unlike :func:`ndereg_ref.ode.params.flatten_params` (which also returns a structure spec), this returns
     the vector only; rebuild with :func:`unflatten_params`.
     """
     if not isinstance(params, _PARAM_LISTS):

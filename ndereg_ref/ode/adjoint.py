@@ -51,6 +51,7 @@ from autograd.tracer import getval
 
 from ..errors import NonFiniteError
 from .control import get_convention
+from .params import ParamSpec, flatten_params
 from .solve import (
     Solution,
     _effective_rtol,
@@ -82,67 +83,12 @@ S_VARIANTS = ("sum", "max", "mean")
 
 
 # --------------------------------------------------------------------------------------------------
-# parameters: an array or a list/tuple of arrays <-> one flat vector
-# --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _ParamSpec:
-    kind: str  # "none", "array" or "list"
-    shapes: tuple
-    sizes: tuple
-
-    def unflatten(self, theta):
-        """Flat vector → the user's structure (traceable by autograd)."""
-        if self.kind == "none":
-            return None
-        if self.kind == "array":
-            return anp.reshape(theta, self.shapes[0])
-        out, start = [], 0
-        for shape, size in zip(self.shapes, self.sizes):
-            out.append(anp.reshape(theta[start : start + size], shape))
-            start += size
-        return out
-
-    def flatten_plain(self, params_bar) -> np.ndarray:
-        if self.kind == "none":
-            return np.zeros(0)
-        if self.kind == "array":
-            return np.reshape(params_bar, -1)
-        return np.concatenate([np.reshape(p, -1) for p in params_bar]) if self.sizes else np.zeros(0)
-
-
-def flatten_params(params):
-    """Return (θ flat vector — traceable, a :class:`_ParamSpec` to rebuild the structure)."""
-    raw = getval(params)
-    if raw is None:
-        return anp.zeros(0), _ParamSpec("none", (), ())
-    if isinstance(raw, (list, tuple)):
-        items = [params[i] for i in range(len(raw))]
-        shapes = tuple(np.shape(getval(p)) for p in items)
-        sizes = tuple(int(np.prod(s)) for s in shapes)
-        for p in items:
-            _check_param(getval(p))
-        theta = anp.concatenate([anp.reshape(p, (-1,)) for p in items]) if items else anp.zeros(0)
-        return theta, _ParamSpec("list", shapes, sizes)
-    _check_param(raw)
-    shape = np.shape(raw)
-    return anp.reshape(params, (-1,)), _ParamSpec("array", (shape,), (int(np.prod(shape)),))
-
-
-def _check_param(p):
-    a = np.asarray(p)
-    if a.dtype.kind not in "fiu":
-        raise TypeError(f"params must be real arrays (or a list of them), got dtype {a.dtype}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError("params contain NaN or Inf")
-
-
-# --------------------------------------------------------------------------------------------------
 # the solve context shared by forward and backward passes
 # --------------------------------------------------------------------------------------------------
 @dataclass(eq=False)
 class _Context:
     fun: Callable
-    spec: _ParamSpec
+    spec: ParamSpec
     shape: tuple
     t0: float
     t1: float

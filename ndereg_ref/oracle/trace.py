@@ -147,7 +147,8 @@ def discrete_adjoint_gradients(fun, y0, t_span, params, *, gradients=True, **sol
     from autograd import make_vjp
     from autograd.tracer import getval
 
-    from ..ode.adjoint import flatten_params, odeint_regularized
+    from ..ode.adjoint import odeint_regularized
+    from ..ode.params import flatten_params
 
     ts = np.array([float(t_span[0]), float(t_span[1])])
     theta, spec = flatten_params(params)
@@ -207,7 +208,7 @@ def make_trace(
     ∂L (L = Σ y(t1)) with respect to y0 and the flattened parameters.
     """
     from .. import __version__
-    from ..ode.adjoint import flatten_params
+    from ..ode.params import flatten_params
 
     if problem is not None:
         if problem == "spiral":
