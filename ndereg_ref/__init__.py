@@ -1,16 +1,17 @@
 """ndereg_ref — a NumPy + autograd reference implementation of regularizing neural differential equations
 with the internal heuristics of adaptive solvers (ERNODE/SRNODE, local regularization, ERNSDE).
 
-See DESIGN.md §9 for the public names other code relies on.
+The public names other code relies on (docs/design.md §9) are importable from here; the layers are
+``ode/`` (the RK solver and its adjoints), ``sde/`` (the SDE solver on the same control loop),
+``regularizers``, ``learn/`` (models, tasks, training), ``oracle/`` (traces, cross-checks) and ``cli``.
 """
 
+from ._version import __version__  # noqa: F401  (re-exported: ndereg_ref.__version__)
 from .errors import MaxStepsExceededError, NonFiniteError, SolverError, StepSizeUnderflowError
 from .ode.control import CONVENTIONS, get_convention
 from .ode.solve import DenseOutput, Solution, StepRecord, solve_fixed_grid, solve_ivp
 from .ode.step import StepResult, rk_step
 from .ode.tableaus import TABLEAUS, Tableau, get_tableau
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CONVENTIONS",
@@ -50,8 +51,9 @@ __all__ += [
 ]
 
 from .learn.neural_sde import NeuralSDE  # noqa: E402
+from .regularizers import sdeint_regularized  # noqa: E402
 from .sde.brownian import BrownianPath  # noqa: E402
-from .sde.solve import SDE_TABLEAUS, SDESolution, sdeint, sdeint_regularized, solve_sde  # noqa: E402
+from .sde.solve import SDE_TABLEAUS, SDESolution, sdeint, solve_sde  # noqa: E402
 
 __all__ += [
     "BrownianPath",
@@ -63,6 +65,6 @@ __all__ += [
     "solve_sde",
 ]
 
-from .oracle.trace import Trace, TraceFormatError, diff_traces, load_trace, make_trace, save_trace  # noqa: E402
+from .oracle import Trace, TraceFormatError, diff_traces, load_trace, make_trace, save_trace  # noqa: E402
 
 __all__ += ["Trace", "TraceFormatError", "diff_traces", "load_trace", "make_trace", "save_trace"]

@@ -1,5 +1,5 @@
-"""Regularizers of neural ODEs: solver heuristics (ERNODE, SRNODE, local) and the baselines (STEER,
-TayNODE, RNODE).  DESIGN.md §5.
+"""Regularizers of neural ODEs and SDEs: solver heuristics (ERNODE, SRNODE, ERNSDE, local) and the
+baselines (STEER, TayNODE, RNODE).  docs/design.md §5 and §7.
 
 Global solver-heuristic regularizers come straight out of :func:`ndereg_ref.odeint_regularized`:
 
@@ -14,6 +14,8 @@ over the accepted steps j, differentiated by the discrete adjoint with frozen h_
   and OrdinaryDiffEq's initial step h_r from (t_r, u_r) (exponent 1/order, dtmax = t1 − t_r, docs/design.md
   §5); with gradient w.r.t. the parameters only, take one Tsit5
   step from (t_r, u_r, k_1) with step h_r and return r = E(t_r)·h_r.  Composes with any adjoint.
+* the same for SDE solves: :func:`sdeint_regularized` (ERNSDE's global R_E = Σ_j E_j|h_j| or the local
+  r = E(t_r)·h_r of :func:`sde_local_regularization`), side by side with the ODE version.
 * **STEER** (Ghosh et al., NeurIPS 2020): train with the end time T ~ U(t1 − b, t1 + b).
 * **TayNODE** (Kelly et al., NeurIPS 2020): R_K = ∫ ‖d^K z/dt^K‖² / D dt, the K-th total time derivative
   along the flow (K = 2: J f + ∂f/∂t), obtained by nesting autograd forward-mode derivatives.
@@ -32,13 +34,18 @@ from dataclasses import dataclass
 import autograd.numpy as anp
 import numpy as np
 from autograd import make_jvp, make_vjp
-from autograd.tracer import getval
+from autograd.tracer import Box, getval
 
 from .ode.adjoint import odeint_regularized
-from .ode.control import ordinarydiffeq_initial_step
+from .ode.initial_step import ordinarydiffeq_initial_step
 from .ode.solve import Solution
 from .ode.step import rk_step
 from .ode.tableaus import get_tableau
+from .sde.brownian import Increment
+from .sde.options import as_float, check_tol
+from .sde.solve import SDESolution, check_finite_step, sde_initial_step, sdeint_detailed
+from .sde.step import SDE_DEFAULT_ATOL, SDE_DEFAULT_RTOL, sde_step
+from .sde.tableaus import get_sde_tableau
 
 __all__ = [
     "LocalSample",
@@ -54,6 +61,11 @@ __all__ = [
     "rnode_integrands",
     "rnode_solve",
     "SAMPLINGS",
+    "biased_candidates",
+    "LocalSDESample",
+    "sde_local_error_step",
+    "sde_local_regularization",
+    "sdeint_regularized",
 ]
 
 SAMPLINGS = ("unbiased", "biased")
@@ -103,6 +115,18 @@ def sample_local_time(rng: np.random.Generator, sampling: str, t_span, step_time
             raise ValueError("biased sampling: no step time other than the final time to draw from")
         return float(candidates[rng.integers(candidates.size)])
     raise ValueError(f"unknown sampling {sampling!r}; expected one of {SAMPLINGS}")
+
+
+def biased_candidates(t_accepted, save_times=None) -> np.ndarray:
+    """The times biased sampling draws from: ``save_times`` if given, else the accepted step end times
+    t_1 … t_N (t0 only when the solve took a single step, the one time left); :func:`sample_local_time`
+    then drops t1.  The same rule for ODE and SDE solves (the papers' code saves with
+    ``save_start=false``)."""
+    if save_times is not None:
+        return np.asarray(save_times, dtype=float)
+    t_accepted = np.asarray(t_accepted, dtype=float)
+    ends = t_accepted[1:]
+    return ends if ends.size > 1 else t_accepted[:1]
 
 
 def _flat(fun, params, shape):
@@ -185,12 +209,7 @@ def local_regularization(
     if k1_mode not in K1_MODES:
         raise ValueError(f"unknown k1_mode {k1_mode!r}; expected one of {K1_MODES}")
     t0, t1 = info.t_span
-    if save_times is not None:
-        step_times = save_times
-    else:
-        ends = info.t_accepted[1:]
-        step_times = ends if ends.size > 1 else info.t_accepted[:1]
-    t_r = sample_local_time(rng, sampling, (t0, t1), step_times)
+    t_r = sample_local_time(rng, sampling, (t0, t1), biased_candidates(info.t_accepted, save_times))
     p = getval(params)
     u_r = np.asarray(info.sol(t_r))
     shape = u_r.shape
@@ -216,6 +235,184 @@ def local_regularization(
     n_calls = 1 + n_probe + tableau.n_stages - 1 + (k1_mode == "live")  # k_1, probe, stages (, live k_1)
     nfev = n_calls + 1  # OrdinaryDiffEq evaluates f(t_r, u_r) twice (initdt and initialize!)
     return r, LocalSample(sampling, t_r, h_r, u_r, k1.reshape(shape), nfev, n_calls)
+
+
+# --------------------------------------------------------------------------------------------------
+# the same for SDEs: ERNSDE's global R_E and the local regularizer of an SRI/SRA solve
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class LocalSDESample:
+    """What the local SDE regularizer drew: t_r, u_r = X(t_r) (no gradient), h_r, the noise of
+    [t_r, t_r + h_r], and the evaluations it cost (initial-step heuristic + one step)."""
+
+    sampling: str
+    t_r: float
+    h_r: float
+    u_r: np.ndarray
+    increment: Increment
+    nfev: int
+
+
+REGULARIZERS = ("global", "local")
+
+
+def _strip(params):
+    """The parameter values without autograd boxes (for the no-gradient parts of the local regularizer)."""
+    if isinstance(params, Box):
+        return getval(params)
+    if isinstance(params, (list, tuple)):
+        return [_strip(p) for p in params]
+    return params
+
+
+def sde_local_error_step(
+    f,
+    g,
+    params,
+    t_r,
+    u_r,
+    h_r,
+    inc: Increment,
+    *,
+    method="sriw1",
+    rtol=SDE_DEFAULT_RTOL,
+    atol=SDE_DEFAULT_ATOL,
+    delta=None,
+):
+    """r = E(t_r)·h_r: the error norm of one SRI/SRA step from (t_r, u_r) with step h_r and the noise ``inc``
+    of [t_r, t_r + h_r], no accept/reject.  Differentiable w.r.t. ``params`` only (t_r, u_r, h_r and the
+    noise are constants)."""
+    t_r, h_r = as_float("t_r", t_r, positive=False), as_float("h_r", h_r)
+    u_val = np.asarray(getval(u_r))
+    if np.iscomplexobj(u_val):
+        raise TypeError("complex states are not supported by the SDE solver (u_r is complex)")
+    if not np.all(np.isfinite(u_val)):
+        raise ValueError("u_r contains NaN or Inf")
+    if not isinstance(inc, Increment):
+        raise TypeError(
+            f"inc must be an Increment (path.increment(t_r, t_r + h_r)), got {type(inc).__name__}"
+        )
+    # the noise must belong to this step: ΔW of another interval would be scaled with the wrong h
+    if inc.t != t_r or not np.isclose(inc.h, h_r, rtol=1e-12, atol=0.0):
+        raise ValueError(f"inc covers [{inc.t!r}, {inc.t + inc.h!r}], not the step [{t_r!r}, {t_r + h_r!r}]")
+    rtol = check_tol("rtol", rtol, u_val.shape)
+    atol = check_tol("atol", atol, u_val.shape, allow_zero=True)
+    return _local_step(f, g, params, t_r, u_r, h_r, inc, method=method, rtol=rtol, atol=atol, delta=delta)[0]
+
+
+def _local_step(f, g, params, t_r, u_r, h_r, inc, *, method, rtol, atol, delta):
+    """(E·|h_r|, evaluations) of one step of ``method`` from (t_r, u_r) with the noise ``inc``."""
+    tab = get_sde_tableau(method)
+    if tab is None:
+        raise ValueError("local regularization needs an error estimate: use an SRI/SRA method, not 'em'")
+    u_r = np.array(getval(u_r), dtype=float)
+    res = sde_step(
+        lambda t, x: f(t, x, params),
+        lambda t, x: g(t, x, params),
+        float(t_r),
+        u_r,
+        float(h_r),
+        inc,
+        tab,
+        rtol=rtol,
+        atol=atol,
+        delta=delta,
+    )
+    # a single step with no reject: a NaN from f or g, or an infinite E, would become the regularizer
+    check_finite_step(res, float(t_r), float(h_r), fixed=True)
+    return res.error_norm * abs(float(h_r)), res.n_f + res.n_g
+
+
+def sde_local_regularization(
+    f, g, params, info: SDESolution, rng: np.random.Generator, *, sampling="unbiased", save_times=None
+):
+    """The local regularizer of Pal, Edelman & Rackauckas (ICML 2023, Alg. 1) for an SDE solve ``info``.
+
+    1. t_r ~ U(t0, t1) (``"unbiased"``) or uniform over the accepted step end times without the final
+       time, t_1, …, t_{N−1} (``"biased"``, t0 never, as in the ODE version and the papers' code, which saves
+       with ``save_start=false``; t0 only if the solve took one step; or over ``save_times`` without t1).
+    2. No gradient: u_r = X(t_r) — the accepted state if t_r is a step time, else the *linear interpolation*
+       of the two accepted states around t_r (StochasticDiffEq's SDE interpolant; a Brownian-bridge
+       interpolation would need the noise of the whole step and gains nothing for a regularizer);
+       h_r = :func:`ndereg_ref.sde.solve.sde_initial_step` at (t_r, u_r) with dtmax = t1 − t_r, clipped to
+       t1 (unlike the ODE h_r) because the Brownian path of the solve ends there.
+    3. With gradient w.r.t. params only: one step of the solve's method from (t_r, u_r) with step h_r and the
+       solve's Brownian path over [t_r, t_r + h_r] (new times are bridged, so the path stays consistent);
+       r = E·h_r.
+
+    Returns ``(r, LocalSDESample)``.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError("rng must be a numpy.random.Generator (every draw takes an explicit generator)")
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"unknown sampling {sampling!r}; expected one of {SAMPLINGS}")
+    tab = get_sde_tableau(info.method)
+    if tab is None:
+        raise ValueError("local regularization needs an error estimate: use an SRI/SRA method, not 'em'")
+    t0, t1 = info.t_span
+    t_r = sample_local_time(rng, sampling, (t0, t1), biased_candidates(info.t_accepted, save_times))
+    dtmax = t1 - t_r
+    if not dtmax > 0:
+        raise ValueError(f"local regularization drew t_r = {t_r!r} with no room before t1 = {t1!r}")
+    p = _strip(params)
+    u_r = info(t_r)
+    h_r, nf, ng = sde_initial_step(
+        lambda t, x: f(t, x, p),
+        lambda t, x: g(t, x, p),
+        t_r,
+        u_r,
+        tab.controller_order,
+        info.rtol,
+        info.atol,
+        dtmax,
+    )
+    t_new = min(t_r + h_r, t1)
+    h_r = t_new - t_r
+    inc = info.path.increment(t_r, t_new)
+    r, n_step = _local_step(
+        f, g, params, t_r, u_r, h_r, inc, method=tab, rtol=info.rtol, atol=info.atol, delta=info.delta
+    )
+    return r, LocalSDESample(sampling, t_r, h_r, u_r, inc, nf + ng + n_step)
+
+
+def sdeint_regularized(
+    f,
+    g,
+    x0,
+    ts,
+    params,
+    *,
+    method="sriw1",
+    rtol=SDE_DEFAULT_RTOL,
+    atol=SDE_DEFAULT_ATOL,
+    path=None,
+    seed=None,
+    regularizer="global",
+    sampling="unbiased",
+    rng=None,
+    **kwargs,
+):
+    """``(xs, R, info)``: states at ``ts`` (as :func:`sdeint`), a regularizer and the :class:`SDESolution`.
+
+    ``regularizer="global"``: R = R_E = Σ_j E_j |h_j| over the accepted steps (ERNSDE, Pal et al. 2021, with
+    h_j frozen).  ``regularizer="local"``: R = r = E(t_r)·h_r of :func:`sde_local_regularization` with
+    ``sampling`` ∈ {"unbiased", "biased"} and the generator ``rng`` (required); ``info.local`` holds the
+    draw.  Both are differentiable by autograd (R_E w.r.t. params and x0; r w.r.t. params only).
+    """
+    if regularizer not in REGULARIZERS:
+        raise ValueError(f"unknown regularizer {regularizer!r}; expected one of {REGULARIZERS}")
+    if regularizer == "local" and not isinstance(rng, np.random.Generator):
+        raise TypeError("regularizer='local' needs rng= (a numpy.random.Generator) for the draw of t_r")
+    xs, R_E, info = sdeint_detailed(
+        f, g, x0, ts, params, method=method, rtol=rtol, atol=atol, path=path, seed=seed, **kwargs
+    )
+    if R_E is None:
+        raise ValueError("Euler–Maruyama has no error estimate, so no R_E: use an SRI/SRA method")
+    if regularizer == "global":
+        return xs, R_E, info
+    r, sample = sde_local_regularization(f, g, params, info, rng, sampling=sampling)
+    info.local = sample
+    return xs, r, info
 
 
 # --------------------------------------------------------------------------------------------------
@@ -352,5 +549,5 @@ def rnode_solve(
 
 def global_regularizers(fun: Callable, y0, ts, params, **solver_kw):
     """(ys, R_E, R_S, info) — ERNODE/SRNODE through :func:`ndereg_ref.odeint_regularized` (re-exported
-    here so that every regularizer of DESIGN §5 is reachable from this module)."""
+    here so that every regularizer of docs/design.md §5 is reachable from this module)."""
     return odeint_regularized(fun, y0, ts, params, **solver_kw)

@@ -12,8 +12,8 @@ def as_generator(rng: np.random.Generator | int) -> np.random.Generator:
     ``np.random.default_rng``.  Anything else (None, floats, the legacy RandomState) is a TypeError,
     because hidden global random state would make results irreproducible.
 
-    >>> as_generator(0).integers(10) == np.random.default_rng(0).integers(10)
-    np.True_
+    >>> bool(as_generator(0).integers(10) == np.random.default_rng(0).integers(10))
+    True
     """
     if isinstance(rng, np.random.Generator):
         return rng

@@ -555,7 +555,8 @@ $E_{\rm drift} = h\sum_{i\le m}F_i$ the error estimate is $E = \mathrm{RMS}\big(
 import numpy as np
 import matplotlib.pyplot as plt
 import ndereg_ref as nr
-from ndereg_ref.sde.solve import SDE_TABLEAUS, sde_step
+from ndereg_ref.sde.tableaus import SDE_TABLEAUS
+from ndereg_ref.sde.step import sde_step
 from ndereg_ref.sde.brownian import BrownianPath, iterated_integrals
 
 tab = SDE_TABLEAUS["sriw1"]

@@ -5,9 +5,6 @@
 # Extra arguments go to the command (e.g. --progress).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-. .venv/bin/activate
-python -m pip install -q --upgrade pip
-python -m pip install -q -e ".[experiments]"
+. scripts/venv.sh
+setup_venv experiments
 exec ndereg-ref reproduce digits --quick "$@"

@@ -9,11 +9,8 @@
 #                                            # (x86-64; .ci/run does this for the golden/oracle tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-. .venv/bin/activate
-python -m pip install -q --upgrade pip
-python -m pip install -q -e ".[test]"
+. scripts/venv.sh
+setup_venv test
 if [ "${WITH_CROSSCHECK:-0}" = 1 ]; then
   # Large optional wheels; the suite skips (with a reason) what cannot be installed.
   python -m pip install -q -e ".[crosscheck]" || echo "note: crosscheck extra could not be installed"

@@ -120,7 +120,7 @@ def stage_states(tableau, y, h, K) -> np.ndarray:
 def step_bounds(tableau, step, jac_y, jac_t, rtol, atol, *, k1_given: bool) -> StepBounds:
     """Rounding bounds of every quantity of a recorded step (formulas: module docstring).
 
-    ``step``: a :class:`ndereg_ref.oracle.trace.TraceStep` (flat states).  ``jac_y(t, Y)`` → (n, n) ∂f/∂y and
+    ``step``: a :class:`ndereg_ref.oracle.schema.TraceStep` (flat states).  ``jac_y(t, Y)`` → (n, n) ∂f/∂y and
     ``jac_t(t, Y)`` → (n,) ∂f/∂t of the field.  ``k1_given``: the first stage was passed in (FSAL reuse:
     bit-identical input, no rounding) rather than evaluated by the step.
     """
@@ -201,7 +201,7 @@ def _dop853_error_bound(tableau, K, dK, sc, d_sc, h, E) -> float:
 def initial_step_rel_bound(
     fun, jac_y, t0, y0, f0, h_abs, order, rtol, atol, interval, direction=1.0
 ) -> float:
-    """Relative rounding bound of Hairer's starting step h_abs (``conventions.hairer_initial_step`` and
+    """Relative rounding bound of Hairer's starting step h_abs (``initial_step.hairer_initial_step`` and
     OrdinaryDiffEq's variant ``ordinarydiffeq_initial_step``).
 
     The probe h0 = 0.01 d0/d1 (clamped to the interval) carries 2γ_{n+3} (two RMS norms and a quotient);

@@ -231,27 +231,14 @@ def test_dot_product_identity_of_one_step(method):
 
 def test_sweep_records_adjoint_states():
     """The recorded adjoint state after the last step is ∂L/∂y(t1); before the first it is ∂L/∂y0."""
-    from ndereg_ref.ode.adjoint import _make_context, _solve_primitive
+    from ndereg_ref.ode.adjoint import _solve_primitive, make_context
     from ndereg_ref.ode.params import flatten_params
 
     ts = [0.0, 1.0]
-    ctx = _make_context(
-        mlp_field,
-        Y0,
-        ts,
-        PARAMS,
-        "tsit5",
-        "ordinarydiffeq",
-        1e-6,
-        1e-8,
-        None,
-        np.inf,
-        10000,
-        "rms_ratio",
-        "discrete",
-        None,
-        None,
-    )
+    ctx = make_context(
+        mlp_field, Y0, ts, PARAMS, method="tsit5", convention="ordinarydiffeq", rtol=1e-6, atol=1e-8,
+        max_steps=10000,
+    )  # fmt: skip
     theta, _ = flatten_params(PARAMS)
     _solve_primitive(Y0.reshape(-1), theta, ctx)
     g = np.zeros((2, Y0.size))

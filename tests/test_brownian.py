@@ -17,7 +17,8 @@ from ndereg_ref.sde.brownian import (
     iterated_integrals,
     levy_covariance,
 )
-from ndereg_ref.sde.solve import SDEController, solve_sde
+from ndereg_ref.sde.options import SDEController
+from ndereg_ref.sde.solve import solve_sde
 
 N = 200_000  # independent elements of one path object = independent Brownian motions
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import ndereg_ref as nr
-from ndereg_ref.ode.control import CONVENTIONS, hairer_initial_step
+from ndereg_ref.ode.control import CONVENTIONS
+from ndereg_ref.ode.initial_step import hairer_initial_step
 from ndereg_ref.oracle.problems import PROBLEMS
 
 DP5 = nr.TABLEAUS["dp5"]

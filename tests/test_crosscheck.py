@@ -26,43 +26,45 @@ def test_scipy_identical():
     assert all(r.counts_match and r.max_abs_dt == 0.0 for r in rows), cc.format_rows(rows)
 
 
-@pytest.fixture(scope="module")
-def torchdiffeq_rows():
-    pytest.importorskip("torch", reason="torch is in the optional crosscheck extra")
-    pytest.importorskip("torchdiffeq", reason="torchdiffeq is in the optional crosscheck extra")
-    return cc.crosscheck_torchdiffeq(ALL)
+# Per library: the modules it needs, its rows (every problem × method × tolerance pair), how many methods
+# it runs, and which rows must agree in time to ≤ 1e-9 (all rows: ≤ 1e-6).
+LIBRARIES = {
+    "torchdiffeq": (
+        ("torch", "torchdiffeq"),
+        lambda: cc.crosscheck_torchdiffeq(ALL),
+        2,
+        lambda r: r.problem in TIGHT_TORCH or r.their_method == "bosh3",
+    ),
+    "diffrax": (
+        ("jax", "diffrax"),
+        lambda: cc.crosscheck_diffrax(ALL, methods=("Dopri5", "Tsit5", "Bosh3")),
+        3,
+        lambda r: (r.problem in TIGHT and r.their_method == "Dopri5") or r.their_method == "Bosh3",
+    ),
+}
 
 
-def test_torchdiffeq_counts_and_nfe_identical(torchdiffeq_rows):
-    assert len(torchdiffeq_rows) == len(ALL) * 2 * 2
-    bad = [r for r in torchdiffeq_rows if not r.counts_match]
+@pytest.fixture(scope="module", params=list(LIBRARIES))
+def library_rows(request):
+    """(rows, number of methods, the rows held to 1e-9) of one library; skipped when it is not installed."""
+    modules, run, n_methods, tight = LIBRARIES[request.param]
+    for module in modules:
+        pytest.importorskip(module, reason=f"{module} is in the optional crosscheck extra")
+    return run(), n_methods, tight
+
+
+def test_counts_and_nfe_identical(library_rows):
+    rows, n_methods, _ = library_rows
+    assert len(rows) == len(ALL) * n_methods * 2
+    bad = [r for r in rows if not r.counts_match]
     assert not bad, cc.format_rows(bad)
 
 
-def test_torchdiffeq_accepted_times(torchdiffeq_rows):
-    for r in torchdiffeq_rows:
+def test_accepted_times(library_rows):
+    rows, _, tight = library_rows
+    for r in rows:
         assert r.max_abs_dt <= 1e-6, cc.format_rows([r])
-        if r.problem in TIGHT_TORCH or r.their_method == "bosh3":
-            assert r.max_abs_dt <= 1e-9, cc.format_rows([r])
-
-
-@pytest.fixture(scope="module")
-def diffrax_rows():
-    pytest.importorskip("jax", reason="jax is in the optional crosscheck extra")
-    pytest.importorskip("diffrax", reason="diffrax is in the optional crosscheck extra")
-    return cc.crosscheck_diffrax(ALL, methods=("Dopri5", "Tsit5", "Bosh3"))
-
-
-def test_diffrax_counts_and_nfe_identical(diffrax_rows):
-    assert len(diffrax_rows) == len(ALL) * 3 * 2
-    bad = [r for r in diffrax_rows if not r.counts_match]
-    assert not bad, cc.format_rows(bad)
-
-
-def test_diffrax_accepted_times(diffrax_rows):
-    for r in diffrax_rows:
-        assert r.max_abs_dt <= 1e-6, cc.format_rows([r])
-        if (r.problem in TIGHT and r.their_method == "Dopri5") or r.their_method == "Bosh3":
+        if tight(r):
             assert r.max_abs_dt <= 1e-9, cc.format_rows([r])
 
 

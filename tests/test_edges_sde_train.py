@@ -17,7 +17,9 @@ from ndereg_ref.errors import MaxStepsExceededError, NonFiniteError, StepSizeUnd
 from ndereg_ref.learn.neural_sde import moment_matching_loss
 from ndereg_ref.learn.train import Adam, TrainConfig, train
 from ndereg_ref.sde.brownian import BrownianPath
-from ndereg_ref.sde.solve import SDEController, sde_error_norm, sdeint, solve_sde
+from ndereg_ref.sde.options import SDEController
+from ndereg_ref.sde.solve import sdeint, solve_sde
+from ndereg_ref.sde.step import sde_error_norm
 
 SOLVER = {"method": "tsit5", "rtol": 1e-6, "atol": 1e-6}
 
@@ -420,7 +422,7 @@ def test_adam_rejects_bad_hyperparameters(kw, match):
 def test_ode_error_norm_vjp_ignores_component_with_zero_scale():
     # E = RMS(z), z = h Kᵀe / sc with sc = (rtol·1, 0) and a zero error in component 2 (0/0 := 0):
     # E = |z₁|/√2, ∂E/∂K[:, 0] = h e sign(z₁)/(√2 sc₁), ∂E/∂K[:, 1] = 0, ∂E/∂y_n = −E/sc₁·rtol·sign(y₁)
-    from ndereg_ref.ode.adjoint import _error_norm_vjp
+    from ndereg_ref.ode.step import error_norm_vjp
     from ndereg_ref.ode.tableaus import get_tableau
 
     tab = get_tableau("tsit5")
@@ -431,14 +433,14 @@ def test_ode_error_norm_vjp_ignores_component_with_zero_scale():
     sc1 = rtol * 1.0
     z1 = h * float(tab.e @ K[:, 0]) / sc1
     E = abs(z1) / math.sqrt(2.0)
-    Kb, yb, ynb = _error_norm_vjp(tab, K, h, y, y_new, rtol, 0.0, 1.0)
+    Kb, yb, ynb = error_norm_vjp(tab, K, h, y, y_new, rtol, 0.0, 1.0)
     np.testing.assert_allclose(Kb[:, 0], h * tab.e * np.sign(z1) / (math.sqrt(2.0) * sc1), rtol=1e-12)
     assert np.all(Kb[:, 1] == 0) and np.all(np.isfinite(yb)) and np.all(ynb == 0)
     np.testing.assert_allclose(yb, [-E / sc1 * rtol, 0.0], rtol=1e-12)
 
 
 def test_local_sde_step_rejects_nan_step_mismatched_noise_and_nan_drift():
-    from ndereg_ref.sde.solve import sde_local_error_step
+    from ndereg_ref.regularizers import sde_local_error_step
 
     path = BrownianPath((2,), rng=0)
     inc = path.increment(0.2, 0.3)

@@ -27,7 +27,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 import conditioning as cond  # noqa: E402
 
-from ndereg_ref.oracle.trace import load_trace  # noqa: E402
+from ndereg_ref.oracle.load import load_trace  # noqa: E402
 
 # NDEREG_GOLDEN_DIR: check another set of traces (e.g. `regenerate.py --out DIR` on another machine, with
 # a copy of specs.json) against this machine before committing them.
@@ -47,8 +47,8 @@ IDS = [s["file"] for s in SPECS]
 
 def _field(spec):
     """fun(t, y, params), params, as make_trace builds them (a spec names a built-in problem or spiral)."""
+    from ndereg_ref.oracle.fields import spiral_field
     from ndereg_ref.oracle.problems import get_problem
-    from ndereg_ref.oracle.trace import spiral_field
 
     if spec["problem"] == "spiral":
         fun, params, _, _ = spiral_field(spec.get("spiral_hidden", 8), spec.get("spiral_seed", 0))
@@ -112,7 +112,7 @@ def run_replay(file: str, field_scale: float = 1.0) -> Replay:
     """Regenerate the trace of ``file`` with every step recomputed from the golden step's inputs and its
     outputs then replaced by the golden ones, so the controller sees the golden E (see module docstring).
     ``field_scale``: the steps evaluate f·field_scale instead of f (to show that a change is caught)."""
-    import ndereg_ref.ode.solve as solve_mod
+    import ndereg_ref.ode.control as control_mod  # the adaptive attempts call rk_step from there
     from ndereg_ref.ode.control import get_convention
     from ndereg_ref.ode.tableaus import get_tableau
     from ndereg_ref.oracle.trace import make_trace
@@ -125,7 +125,7 @@ def run_replay(file: str, field_scale: float = 1.0) -> Replay:
     conv = get_convention(spec["convention"])
     tableau = conv.resolve_tableau(get_tableau(spec["method"]))
     rtol, atol = spec["rtol"], spec["atol"]
-    real_step = solve_mod.rk_step
+    real_step = control_mod.rk_step
     calls = [0]
 
     class Diverged(AssertionError):
@@ -194,7 +194,7 @@ def run_replay(file: str, field_scale: float = 1.0) -> Replay:
         return h_golden, n
 
     with (
-        mock.patch.object(solve_mod, "rk_step", step),
+        mock.patch.object(control_mod, "rk_step", step),
         mock.patch.object(type(conv), "initial_step", initial_step),
     ):
         try:

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from autograd import grad
 
+from ndereg_ref.ode.library_tableaus import LIBRARIES, library_tableau
 from ndereg_ref.ode.step import rk_step
-from ndereg_ref.ode.tableaus import LIBRARIES, TABLEAUS, library_tableau
+from ndereg_ref.ode.tableaus import TABLEAUS
 from ndereg_ref.oracle.problems import PROBLEMS
 
 # --------------------------------------------------------------------------------- coefficient literals

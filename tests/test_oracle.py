@@ -1,4 +1,4 @@
-"""Trace files (ndereg_ref.oracle.trace): exact round trip, contents checked against the solver and finite
+"""Trace files (ndereg_ref.oracle): exact round trip, contents checked against the solver and finite
 differences, clear errors for malformed files, diff naming the first divergence, the CLI."""
 
 import copy
@@ -10,8 +10,11 @@ import pytest
 import ndereg_ref as nr
 from ndereg_ref.cli import main as cli_main
 from ndereg_ref.ode.adjoint import frozen_grid_solve, odeint_regularized
+from ndereg_ref.oracle.diff import diff_traces
+from ndereg_ref.oracle.load import load_trace
 from ndereg_ref.oracle.problems import PROBLEMS
-from ndereg_ref.oracle.trace import TraceFormatError, diff_traces, load_trace, make_trace, save_trace
+from ndereg_ref.oracle.schema import TraceFormatError
+from ndereg_ref.oracle.trace import make_trace, save_trace
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import pytest
 
 from ndereg_ref.errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
 from ndereg_ref.sde.brownian import BrownianPath
-from ndereg_ref.sde.solve import SDEController, sde_initial_step, solve_sde
+from ndereg_ref.sde.options import SDEController
+from ndereg_ref.sde.solve import sde_initial_step, solve_sde
 
 MU, SIGMA, X0 = 1.01, 0.87, 0.5
 

@@ -37,14 +37,9 @@ import numpy as np
 import pytest
 
 from ndereg_ref.sde.brownian import BrownianPath, Increment
-from ndereg_ref.sde.solve import (
-    SDE_TABLEAUS,
-    sde_step,
-    solve_sde,
-    sra_order_conditions,
-    sri_order_conditions,
-    sri_step,
-)
+from ndereg_ref.sde.solve import solve_sde
+from ndereg_ref.sde.step import sde_step, sri_step
+from ndereg_ref.sde.tableaus import SDE_TABLEAUS, sra_order_conditions, sri_order_conditions
 
 MU, SIGMA, X0_GBM = 1.01, 0.87, 0.5  # StochasticDiffEq's linear test problem
 THETA, M_OU, S_OU, X0_OU = 2.0, 0.5, 0.8, 1.5

@@ -21,8 +21,10 @@ from ndereg_ref.learn.neural_sde import (
     spiral_sde_diffusion,
     spiral_sde_drift,
 )
+from ndereg_ref.regularizers import sde_local_error_step, sdeint_regularized
 from ndereg_ref.sde.brownian import BrownianPath
-from ndereg_ref.sde.solve import SDEController, sde_local_error_step, sdeint, sdeint_regularized, solve_sde
+from ndereg_ref.sde.options import SDEController
+from ndereg_ref.sde.solve import sdeint, solve_sde
 
 EPS = 1e-6
 
@@ -184,7 +186,7 @@ def test_local_regularizer_gradient_and_sample(sampling):
 
 
 def test_unbiased_and_biased_draws():
-    from ndereg_ref.sde.solve import sde_local_regularization
+    from ndereg_ref.regularizers import sde_local_regularization
 
     info = _solve_for_local()
     rng = np.random.default_rng(9)

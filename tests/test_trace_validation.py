@@ -15,7 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ndereg_ref.oracle.trace import (
+from ndereg_ref.cli import trace_main
+from ndereg_ref.oracle.diff import diff_traces
+from ndereg_ref.oracle.load import load_trace
+from ndereg_ref.oracle.schema import (
     GRADIENT_FIELDS,
     STEP_ARRAYS,
     STEP_FIELDS,
@@ -24,12 +27,8 @@ from ndereg_ref.oracle.trace import (
     SUMMARY_FIELDS,
     Trace,
     TraceFormatError,
-    diff_traces,
-    load_trace,
-    make_trace,
-    save_trace,
-    trace_main,
 )
+from ndereg_ref.oracle.trace import make_trace, save_trace
 
 CONVENTIONS = ("scipy", "torchdiffeq", "diffrax", "ordinarydiffeq")
 
@@ -61,8 +60,8 @@ def _first(trace, accepted, start=1):
 
 
 def _set_R_E(t):
-    """R_E = Σ E_j|h_j| and R_S = Σ S_j|h_j| over the accepted steps, by definition (DESIGN §5), after a
-    test edited E or h."""
+    """R_E = Σ E_j|h_j| and R_S = Σ S_j|h_j| over the accepted steps, by definition (docs/design.md §5),
+    after a test edited E or h."""
     acc = [s for s in t["steps"] if s["accepted"]]
     for name, key in (("R_E", "E"), ("R_S", "S")):
         if t["summary"][name] is not None:
@@ -669,7 +668,7 @@ def _schema():
 
 
 def test_schema_hexfloat_pattern_is_the_loaders_pattern():
-    from ndereg_ref.oracle.trace import HEXFLOAT_RE, MAX_HEXFLOAT_LEN
+    from ndereg_ref.oracle.schema import HEXFLOAT_RE, MAX_HEXFLOAT_LEN
 
     hexfloat = _schema()["$defs"]["hexfloat"]
     assert hexfloat["pattern"] == "^" + HEXFLOAT_RE.pattern + "$"

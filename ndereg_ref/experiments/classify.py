@@ -9,7 +9,7 @@ from ..learn.tasks import AnnuliTask
 from ..learn.train import METHODS as TRAIN_METHODS
 from ..learn.train import TrainConfig
 from . import plots
-from .common import PartialStore, aggregate, format_table, run_methods, write_outputs
+from .common import PartialStore, RunPlan, aggregate, format_table, publish, run_methods
 
 SOLVER = {"method": "tsit5", "convention": "ordinarydiffeq", "rtol": 1e-5, "atol": 1e-5}
 # From a sweep at seed 0 (200 steps): the largest weights that kept test accuracy at vanilla's (1.0 here);
@@ -34,23 +34,16 @@ OUTPUT_FILES = ("loss_curves.png", "nfe.png", "step_traces.png")
 
 
 def run(
-    *,
-    quick=False,
-    out="results/classify",
-    n_seeds=None,
-    iters=None,
-    methods=None,
-    progress=False,
-    fresh=False,
+    *, quick=False, out=None, n_seeds=None, iters=None, methods=None, progress=False, fresh=False
 ) -> dict:
-    preset = QUICK if quick else FULL
-    iters = iters or preset["iters"]
-    seeds = list(range(n_seeds or preset["seeds"]))
+    out = out or "results/classify"
+    plan = RunPlan.choose(quick, FULL, QUICK, iters, n_seeds)
+    preset = plan.preset
     methods = methods or ([m for m in METHODS if m not in ("taynode", "rnode")] if quick else METHODS)
 
     def make_config(m, seed):
         return TrainConfig(
-            method=m, iters=iters, lr=preset["lr"], reg_weight=WEIGHTS[m],
+            method=m, iters=plan.iters, lr=preset["lr"], reg_weight=WEIGHTS[m],
             srnode_weight=(SRNODE_WEIGHT if m == "ernode+srnode" else 1.0), seed=seed, solver=dict(SOLVER),
             steer_b=0.5, progress=progress,
         )  # fmt: skip
@@ -59,33 +52,20 @@ def run(
     runs, plot_data = run_methods(
         lambda seed: AnnuliTask(n_train=preset["n_train"], seed=seed),
         methods,
-        seeds,
+        plan.seeds,
         make_config,
         SOLVER,
         store,
         {"n_train": preset["n_train"]},
     )
     summary = aggregate(runs)
-    title = f"annuli classification — {len(seeds)} seed(s), {iters} iterations{' (quick)' if quick else ''}"
-    table = format_table(summary, title)
-    print(table)
     settings = {
-        "quick": quick,
-        "iters": iters,
-        "seeds": seeds,
-        "lr": preset["lr"],
+        **plan.settings(),
         "solver": SOLVER,
         "weights": {m: WEIGHTS[m] for m in methods},
         "n_train": preset["n_train"],
         "taynode_order": 2,
     }
-    figures = [
-        lambda p: plots.loss_curves(plot_data, p, ylabel="training cross-entropy"),
-        lambda p: plots.nfe_bars(summary, p),
-        lambda p: plots.step_traces(plot_data, p),
-    ]
-    write_outputs(
-        out, "classify", summary, settings, table, list(zip(OUTPUT_FILES, figures)), plot_data=plot_data
-    )
-    store.clear()
-    return summary
+    figures = plots.ode_figures(summary, plot_data, "training cross-entropy")
+    table = format_table(summary, f"annuli classification — {plan.describe()}")
+    return publish(out, "classify", summary, settings, table, zip(OUTPUT_FILES, figures), plot_data, store)

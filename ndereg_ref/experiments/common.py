@@ -23,17 +23,20 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..atomic_io import atomic_path, atomic_write_text
 
 EXPERIMENTS = ("digits", "mnist", "latent", "spiral", "spiral-sde", "classify")
 PARTIAL_DIR = "partial"
 PARTIAL_FORMAT = 1  # version of the partial-file layout; part of the fingerprint
 
+# The task metrics ``run_methods`` records when ``evaluate`` returns them (accuracy of the classifiers, the
+# masked MSE of the latent ODE), in this order after the prediction cost.
+TASK_METRICS = ("test_accuracy", "test_mse")
 METRICS = [
     # key, column title, format, lower is better
     ("train_loss", "train loss", "{:.4g}"),
@@ -50,6 +53,31 @@ METRICS = [
 class ExperimentError(ValueError):
     """A bad setting of a reproduction (unknown experiment or method, bad count, unusable output directory),
     detected before any training starts.  The message names the bad value."""
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What one invocation of a reproduction trains: its preset (the full or the quick one, a dict with at
+    least ``"iters"``, ``"seeds"`` and ``"lr"``), with ``iters`` and the number of seeds overridden when
+    given.  Seeds are 0 … n_seeds − 1."""
+
+    quick: bool
+    preset: dict
+    iters: int
+    seeds: list
+
+    @classmethod
+    def choose(cls, quick, full: dict, quick_preset: dict, iters=None, n_seeds=None) -> RunPlan:
+        preset = quick_preset if quick else full
+        return cls(quick, preset, iters or preset["iters"], list(range(n_seeds or preset["seeds"])))
+
+    def describe(self) -> str:
+        """The part of a table title every reproduction shares: "3 seed(s), 200 iterations[ (quick)]"."""
+        return f"{len(self.seeds)} seed(s), {self.iters} iterations{' (quick)' if self.quick else ''}"
+
+    def settings(self) -> dict:
+        """The leading entries of results.json's ``settings``: quick, iters, seeds, lr."""
+        return {"quick": self.quick, "iters": self.iters, "seeds": self.seeds, "lr": self.preset["lr"]}
 
 
 def partial_dir(out_dir: str) -> str:
@@ -184,8 +212,10 @@ def run_methods(
 
     ``make_task(seed)`` → task, ``make_config(method, seed)`` → TrainConfig; ``task_settings`` (dict) is
     fingerprinted with the config; ``with_trajectory``: keep the prediction trajectory for plotting.
-    Returns (runs[method] = per-seed metric dicts, plot_data[method] of the first seed, see
-    :func:`ode_plot_data`).
+    A record holds the final training data loss, the test loss, the training time and NFE per iteration
+    (forward + backward, mean over iterations), the prediction NFE and time and every :data:`TASK_METRICS`
+    entry the evaluation returns.  Returns (runs[method] = per-seed records, plot_data[method] of the
+    first seed, see :func:`ode_plot_data`).
     """
     from ..learn.train import evaluate, train
 
@@ -210,8 +240,7 @@ def run_methods(
             "prediction_nfe": ev["prediction_nfe"],
             "prediction_time_s": ev["prediction_time_s"],
         }
-        if "test_accuracy" in ev:
-            record["test_accuracy"] = ev["test_accuracy"]
+        record.update((k, ev[k]) for k in TASK_METRICS if k in ev)
         return record, ode_plot_data(hist, ev["_solution"], with_trajectory=with_trajectory)
 
     return run_grid(methods, seeds, run_one, run_settings, store)
@@ -295,6 +324,16 @@ def write_outputs(
             draw(tmp[target])
 
 
+def publish(out_dir: str, name: str, summary: dict, settings: dict, table: str, plots, plot_data, store):
+    """The end of every reproduction: print ``table``, write all outputs (:func:`write_outputs`; ``plots``
+    = (file name, draw(path)) pairs) and, once they are in place, remove the run's partial files
+    (``store``).  Returns ``summary``."""
+    print(table)
+    write_outputs(out_dir, name, summary, settings, table, list(plots), plot_data=plot_data)
+    store.clear()
+    return summary
+
+
 def _json_default(o):
     if isinstance(o, np.ndarray):
         return o.tolist()
@@ -331,6 +370,13 @@ def _check_count(name: str, value):
         raise ExperimentError(f"{name} must be a positive integer, got {value!r}")
 
 
+def check_choice(kind: str, value, known) -> None:
+    """Raise :class:`ExperimentError` "unknown <kind> <value>; expected one of …" unless ``value`` is one of
+    ``known`` (an experiment, method or variant name)."""
+    if value not in known:
+        raise ExperimentError(f"unknown {kind} {value!r}; expected one of {', '.join(known)}")
+
+
 def _check_methods(methods, known) -> list | None:
     if methods is None:
         return None
@@ -338,8 +384,7 @@ def _check_methods(methods, known) -> list | None:
     if not methods:
         raise ExperimentError(f"methods is empty; expected some of {', '.join(known)}")
     for m in methods:
-        if m not in known:
-            raise ExperimentError(f"unknown method {m!r}; expected one of {', '.join(known)}")
+        check_choice("method", m, known)
     dup = sorted({m for m in methods if methods.count(m) > 1})
     if dup:
         raise ExperimentError(f"method {dup[0]!r} given more than once")
@@ -408,8 +453,7 @@ def run_experiment(
     """
     import importlib
 
-    if name not in EXPERIMENTS:
-        raise ExperimentError(f"unknown experiment {name!r}; expected one of {', '.join(EXPERIMENTS)}")
+    check_choice("experiment", name, EXPERIMENTS)
     module = importlib.import_module(f".{name.replace('-', '_')}", __package__)
     methods = _check_methods(methods, module.METHODS)
     _check_count("n_seeds (--seeds)", n_seeds)
@@ -422,10 +466,7 @@ def run_experiment(
             raise ExperimentError(
                 f"experiment {name!r} has no regularizer variants (got variant={variant!r})"
             )
-        if variant not in module.VARIANTS:
-            raise ExperimentError(
-                f"unknown variant {variant!r}; expected one of {', '.join(module.VARIANTS)}"
-            )
+        check_choice("variant", variant, module.VARIANTS)
         extra["variant"] = variant
     try:
         with single_threaded_blas():

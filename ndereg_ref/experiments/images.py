@@ -44,12 +44,15 @@ from dataclasses import dataclass
 
 from ..learn.train import TrainConfig
 from . import plots
-from .common import ExperimentError, PartialStore, aggregate, format_table, run_methods, write_outputs
+from .common import PartialStore, RunPlan, aggregate, check_choice, format_table, publish, run_methods
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One row of the module docstring's table: the train method and its settings."""
+    """One row of a method table (this module's docstring, :mod:`ndereg_ref.experiments.latent`'s): the
+    train method, its weight λ0 (annealed exponentially to ``weight_final`` when given), the papers'
+    code's aggregation of the error and stiffness terms, the weight of R_S in ernode+srnode, the adjoint of
+    the data loss and the local step's k_1 mode."""
 
     train_method: str
     weight: float = 0.0
@@ -59,6 +62,31 @@ class MethodSpec:
     srnode_weight: float = 1.0
     adjoint: str = "discrete"
     local_k1: str = "frozen"
+
+    def train_config(self, *, solver: dict, variant="code", **settings) -> TrainConfig:
+        """The TrainConfig of this row.  ``solver``: the experiment's solver settings (copied; this row's
+        adjoint is added unless discrete); ``variant="text"`` replaces the e/s aggregations by the papers'
+        written sums Σ_j E_j|h_j| and Σ_j S_j|h_j|; ``settings``: the experiment-wide TrainConfig fields
+        (iters, lr, seed, taynode_order, progress, ...)."""
+        solver = dict(solver)
+        if self.adjoint != "discrete":
+            solver["adjoint"] = self.adjoint
+        text = variant == "text"
+        return TrainConfig(
+            method=self.train_method, reg_weight=self.weight, reg_weight_final=self.weight_final,
+            srnode_weight=self.srnode_weight, e_variant="sum" if text else self.e_variant,
+            s_variant="sum" if text else self.s_variant, solver=solver, local_k1=self.local_k1, **settings,
+        )  # fmt: skip
+
+
+def spec_settings(specs: dict, methods) -> dict:
+    """How results.json's ``settings`` describe the rows ``methods`` of a MethodSpec table: their
+    weights λ0, final weights λ1 and every field of their spec."""
+    return {
+        "weights": {m: specs[m].weight for m in methods},
+        "weights_final": {m: specs[m].weight_final for m in methods},
+        "method_specs": {m: specs[m].__dict__ for m in methods},
+    }
 
 
 SPECS = {  # in the order of the tables: the papers' main rows first, the expensive TayNODE last
@@ -115,49 +143,28 @@ def load_split(dataset: str, n_samples=None):
     return getattr(real_data, DATASETS[dataset][0])(TEST_FRACTION, rng=DATA_SEED, n_samples=n_samples)
 
 
-def make_config(spec: MethodSpec, *, variant, iters, lr, seed, progress) -> TrainConfig:
-    solver = dict(SOLVER)
-    if spec.adjoint != "discrete":
-        solver["adjoint"] = spec.adjoint
-    text = variant == "text"
-    return TrainConfig(
-        method=spec.train_method, iters=iters, lr=lr, reg_weight=spec.weight,
-        reg_weight_final=spec.weight_final, srnode_weight=spec.srnode_weight,
-        taynode_order=TAYNODE_ORDER, steer_b=STEER_B,
-        e_variant="sum" if text else spec.e_variant, s_variant="sum" if text else spec.s_variant,
-        seed=seed, solver=solver, progress=progress, local_k1=spec.local_k1,
-    )  # fmt: skip
-
-
 def run_dataset(
-    dataset: str,
-    *,
-    quick=False,
-    out=None,
-    n_seeds=None,
-    iters=None,
-    methods=None,
-    progress=False,
-    fresh=False,
-    variant=None,
-) -> dict:
+    dataset: str, *, quick=False, out=None, n_seeds=None, iters=None, methods=None, progress=False,
+    fresh=False, variant=None,
+) -> dict:  # fmt: skip
+    """Train every method × seed on ``dataset`` (a key of DATASETS), evaluate and write results.json,
+    table.md and the plots to ``out``; returns the summary.  ``variant``: "code" (default) or "text"."""
     from ..learn.tasks import ImageNODETask
 
     variant = variant or "code"
-    if variant not in VARIANTS:
-        raise ExperimentError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+    check_choice("variant", variant, VARIANTS)
     _, full, quick_preset = DATASETS[dataset]
-    preset = quick_preset if quick else full
-    iters = iters or preset["iters"]
-    seeds = list(range(n_seeds or preset["seeds"]))
+    plan = RunPlan.choose(quick, full, quick_preset, iters, n_seeds)
+    preset = plan.preset
     methods = list(methods or (QUICK_METHODS if quick else DEFAULT_METHODS[dataset]))
     split = load_split(dataset, preset["n_samples"])
     task = ImageNODETask(split, hidden=100, final_tanh=True, batch_size=preset["batch"])
 
     def config(m, seed):
-        return make_config(
-            SPECS[m], variant=variant, iters=iters, lr=preset["lr"], seed=seed, progress=progress
-        )
+        return SPECS[m].train_config(
+            solver=SOLVER, variant=variant, iters=plan.iters, lr=preset["lr"], taynode_order=TAYNODE_ORDER,
+            steer_b=STEER_B, seed=seed, progress=progress,
+        )  # fmt: skip
 
     task_settings = {
         "dataset": split.source,
@@ -171,39 +178,27 @@ def run_dataset(
         "final_tanh": task.final_tanh,
     }
     store = PartialStore(out, dataset, fresh=fresh)
-    runs, plot_data = run_methods(lambda seed: task, methods, seeds, config, SOLVER, store, task_settings)
+    runs, plot_data = run_methods(
+        lambda seed: task, methods, plan.seeds, config, SOLVER, store, task_settings
+    )
     summary = aggregate(runs)
     title = (
         f"{dataset}: NODE classifier on {task_settings['n_train']} + {task_settings['n_test']} real images "
-        f"({task.dim}-dim state) — {len(seeds)} seed(s), {iters} iterations"
-        f"{' (quick)' if quick else ''}, {variant} variant"
+        f"({task.dim}-dim state) — {plan.describe()}, {variant} variant"
     )
-    table = format_table(summary, title)
-    print(table)
     settings = {
-        "quick": quick,
-        "iters": iters,
-        "seeds": seeds,
-        "lr": preset["lr"],
+        **plan.settings(),
         "optimizer": "adam",
         "solver": SOLVER,
         "variant": variant,
-        "weights": {m: SPECS[m].weight for m in methods},
-        "weights_final": {m: SPECS[m].weight_final for m in methods},
-        "method_specs": {m: SPECS[m].__dict__ for m in methods},
+        **spec_settings(SPECS, methods),
         "taynode_order": TAYNODE_ORDER,
         "steer_b": STEER_B,
         **task_settings,
     }
     figures = [
-        lambda p: plots.loss_curves(plot_data, p, ylabel="training cross-entropy"),
-        lambda p: plots.nfe_bars(summary, p),
-        lambda p: plots.step_traces(plot_data, p),
-        lambda p: plots.nfe_vs_metric(summary, p, metric="test_accuracy", ylabel="test accuracy"),
-        lambda p: plots.nfe_over_training(plot_data, p),
+        *plots.ode_figures(summary, plot_data, "training cross-entropy"),
+        *plots.metric_figures(summary, plot_data, "test_accuracy", "test accuracy"),
     ]
-    write_outputs(
-        out, dataset, summary, settings, table, list(zip(OUTPUT_FILES, figures)), plot_data=plot_data
-    )
-    store.clear()
-    return summary
+    table = format_table(summary, title)
+    return publish(out, dataset, summary, settings, table, zip(OUTPUT_FILES, figures), plot_data, store)

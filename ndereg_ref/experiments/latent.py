@@ -44,20 +44,9 @@ run (8 methods × 3 seeds × 200 iterations) took 17.8 min, the quick run 28 s.
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
-from ..learn.train import TrainConfig
 from . import plots
-from .common import (
-    ExperimentError,
-    PartialStore,
-    aggregate,
-    format_table,
-    ode_plot_data,
-    run_grid,
-    write_outputs,
-)
-from .images import MethodSpec
+from .common import PartialStore, RunPlan, aggregate, check_choice, format_table, publish, run_methods
+from .images import MethodSpec, spec_settings
 
 __all__ = ["METHODS", "OUTPUT_FILES", "SPECS", "run"]
 
@@ -90,15 +79,6 @@ QUICK = {"iters": 40, "seeds": 1, "lr": 0.01, "batch": 64}
 OUTPUT_FILES = ("loss_curves.png", "nfe.png", "step_traces.png", "nfe_vs_mse.png", "nfe_training.png")
 
 
-def make_config(spec: MethodSpec, *, iters, lr, seed, progress) -> TrainConfig:
-    return TrainConfig(
-        method=spec.train_method, iters=iters, lr=lr, reg_weight=spec.weight,
-        reg_weight_final=spec.weight_final, srnode_weight=spec.srnode_weight,
-        taynode_order=TAYNODE_ORDER, e_variant=spec.e_variant, s_variant=spec.s_variant,
-        seed=seed, solver=dict(SOLVER), progress=progress,
-    )  # fmt: skip
-
-
 def mse_table(summary: dict) -> str:
     """The masked test MSE per method (mean ± std over seeds) and its ratio to vanilla."""
     lines = ["| method | test MSE (masked, z0 = μ) | MSE × vanilla |", "|---|---|---|"]
@@ -121,16 +101,13 @@ def run(
     """
     from ..learn.latent import LatentODETask
     from ..learn.real_data import load_clinical_series
-    from ..learn.train import evaluate, train
 
     out = out or "results/latent"
-    preset = QUICK if quick else FULL
-    iters = iters or preset["iters"]
-    seeds = list(range(n_seeds or preset["seeds"]))
+    plan = RunPlan.choose(quick, FULL, QUICK, iters, n_seeds)
+    preset = plan.preset
     methods = list(methods or (QUICK_METHODS if quick else METHODS))
-    unknown = [m for m in methods if m not in SPECS]
-    if unknown:
-        raise ExperimentError(f"unknown method {unknown[0]!r}; expected one of {', '.join(METHODS)}")
+    for m in methods:
+        check_choice("method", m, METHODS)
     split = load_clinical_series(TEST_FRACTION, rng=DATA_SEED)
 
     def make_task():  # a fresh task per run: its batch counter is the KL-annealing iteration
@@ -149,63 +126,33 @@ def run(
     }
 
     def config(m, seed):
-        return make_config(SPECS[m], iters=iters, lr=preset["lr"], seed=seed, progress=progress)
-
-    def run_settings(m, seed):
-        cfg = asdict(config(m, seed))
-        cfg.pop("progress", None)  # display only
-        return {"method": m, "seed": seed, "config": cfg, "eval_solver": SOLVER, "task": task_settings}
-
-    def run_one(m, seed):
-        task = make_task()
-        res = train(task, task.init_params(seed), config(m, seed))
-        ev = evaluate(task, res.params, solver=SOLVER)
-        hist = res.history
-        record = {
-            "seed": seed,
-            "train_loss": hist[-1].data_loss,
-            "test_loss": ev["test_loss"],
-            "test_mse": ev["test_mse"],
-            "train_time_s": res.train_time_s,
-            "train_nfe": sum(h.nfev_forward + h.nfev_backward for h in hist) / len(hist),
-            "prediction_nfe": ev["prediction_nfe"],
-            "prediction_time_s": ev["prediction_time_s"],
-        }
-        return record, ode_plot_data(hist, ev["_solution"])
+        return SPECS[m].train_config(
+            solver=SOLVER, iters=plan.iters, lr=preset["lr"], taynode_order=TAYNODE_ORDER, seed=seed,
+            progress=progress,
+        )  # fmt: skip
 
     store = PartialStore(out, "latent", fresh=fresh)
-    runs, plot_data = run_grid(methods, seeds, run_one, run_settings, store)
+    runs, plot_data = run_methods(
+        lambda seed: make_task(), methods, plan.seeds, config, SOLVER, store, task_settings
+    )
     summary = aggregate(runs)
     title = (
         f"latent ODE on Mayo PBC labs ({probe.n_train} + {probe.n_test} patients, {probe.n_features} labs, "
-        f"z0 ∈ R^{probe.latent_dim}) — {len(seeds)} seed(s), {iters} iterations{' (quick)' if quick else ''}"
+        f"z0 ∈ R^{probe.latent_dim}) — {plan.describe()}"
     )
-    table = format_table(summary, title) + "\n" + mse_table(summary)
-    print(table)
     settings = {
-        "quick": quick,
-        "iters": iters,
-        "seeds": seeds,
-        "lr": preset["lr"],
+        **plan.settings(),
         "optimizer": "adam",
         "solver": SOLVER,
         "kl_annealing": "max(0, 1 - 0.99**(e - 10)), e = iteration",
-        "weights": {m: SPECS[m].weight for m in methods},
-        "weights_final": {m: SPECS[m].weight_final for m in methods},
-        "method_specs": {m: SPECS[m].__dict__ for m in methods},
+        **spec_settings(SPECS, methods),
         "taynode_order": TAYNODE_ORDER,
         "steer_mode": "jitter",
         **task_settings,
     }
     figures = [
-        lambda p: plots.loss_curves(plot_data, p, ylabel="training loss (−log-lik./obs. + λ_KL KL)"),
-        lambda p: plots.nfe_bars(summary, p),
-        lambda p: plots.step_traces(plot_data, p),
-        lambda p: plots.nfe_vs_metric(summary, p, metric="test_mse", ylabel="test MSE (masked)"),
-        lambda p: plots.nfe_over_training(plot_data, p),
+        *plots.ode_figures(summary, plot_data, "training loss (−log-lik./obs. + λ_KL KL)"),
+        *plots.metric_figures(summary, plot_data, "test_mse", "test MSE (masked)"),
     ]
-    write_outputs(
-        out, "latent", summary, settings, table, list(zip(OUTPUT_FILES, figures)), plot_data=plot_data
-    )
-    store.clear()
-    return summary
+    table = format_table(summary, title) + "\n" + mse_table(summary)
+    return publish(out, "latent", summary, settings, table, zip(OUTPUT_FILES, figures), plot_data, store)

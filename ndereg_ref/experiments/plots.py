@@ -29,16 +29,22 @@ def _save(fig, path):
     return path
 
 
+def _label_and_save(fig, ax, path, *, xlabel, ylabel, title):
+    """Finish a one-axes figure with one line (or marker set) per method: axis labels, a three-column
+    legend of the methods, the title; then :func:`_save`."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(ncol=3, fontsize=8)
+    ax.set_title(title)
+    return _save(fig, path)
+
+
 def loss_curves(curves: dict, path: str, ylabel="training data loss") -> str:
     """curves[method] = {"iteration": [...], "data_loss": [...]} (first seed)."""
     fig, ax = plt.subplots(figsize=FIGSIZE)
     for m, c in curves.items():
         ax.semilogy(c["iteration"], [max(v, 1e-16) for v in c["data_loss"]], label=m)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel(ylabel)
-    ax.legend(ncol=3, fontsize=8)
-    ax.set_title("Training loss")
-    return _save(fig, path)
+    return _label_and_save(fig, ax, path, xlabel="iteration", ylabel=ylabel, title="Training loss")
 
 
 def nfe_bars(summary: dict, path: str) -> str:
@@ -80,11 +86,7 @@ def trajectories(ts_data, ys_data, predictions: dict, path: str) -> str:
     for m, (_, ys) in predictions.items():
         ys = np.asarray(ys)
         ax.plot(ys[:, 0], ys[:, 1], "-", lw=1.2, label=m)
-    ax.set_xlabel("u1")
-    ax.set_ylabel("u2")
-    ax.legend(ncol=3, fontsize=8)
-    ax.set_title("Learned trajectories vs data")
-    return _save(fig, path)
+    return _label_and_save(fig, ax, path, xlabel="u1", ylabel="u2", title="Learned trajectories vs data")
 
 
 def nfe_vs_metric(summary: dict, path: str, metric="test_accuracy", ylabel="test accuracy") -> str:
@@ -101,11 +103,10 @@ def nfe_vs_metric(summary: dict, path: str, metric="test_accuracy", ylabel="test
             s["prediction_nfe"]["values"], s[metric]["values"], markers[i % len(markers)], ms=7, alpha=0.8,
             label=m, color=f"C{i % 10}",
         )  # fmt: skip
-    ax.set_xlabel("prediction NFE (mean over test batches)")
-    ax.set_ylabel(ylabel)
-    ax.legend(ncol=3, fontsize=8)
-    ax.set_title("Prediction cost against test quality (one point per method and seed)")
-    return _save(fig, path)
+    return _label_and_save(
+        fig, ax, path, xlabel="prediction NFE (mean over test batches)", ylabel=ylabel,
+        title="Prediction cost against test quality (one point per method and seed)",
+    )  # fmt: skip
 
 
 def nfe_over_training(curves: dict, path: str) -> str:
@@ -116,11 +117,30 @@ def nfe_over_training(curves: dict, path: str) -> str:
         if "nfe_forward" in c:
             ax.plot(c["iteration"], c["nfe_forward"], lw=1.2, label=m, color=f"C{i % 10}",
                     ls="-" if i < 10 else "--")  # fmt: skip
-    ax.set_xlabel("training iteration")
-    ax.set_ylabel("forward NFE of the training solve")
-    ax.legend(ncol=3, fontsize=8)
-    ax.set_title("NFE over training (first seed)")
-    return _save(fig, path)
+    return _label_and_save(
+        fig, ax, path, xlabel="training iteration", ylabel="forward NFE of the training solve",
+        title="NFE over training (first seed)",
+    )  # fmt: skip
+
+
+def ode_figures(summary: dict, plot_data: dict, loss_ylabel="training data loss") -> list:
+    """The figures of every ODE reproduction, as draw(path) functions in this order: training loss curves,
+    prediction NFE bars, the adaptive steps of the prediction solve (``plot_data`` per method as from
+    ``common.ode_plot_data``, ``summary`` from ``common.aggregate``)."""
+    return [
+        lambda p: loss_curves(plot_data, p, ylabel=loss_ylabel),
+        lambda p: nfe_bars(summary, p),
+        lambda p: step_traces(plot_data, p),
+    ]
+
+
+def metric_figures(summary: dict, plot_data: dict, metric: str, ylabel: str) -> list:
+    """Two more draw(path) functions for a task with a test metric (accuracy, MSE): prediction NFE against
+    ``metric`` per (method, seed), then the forward NFE over training."""
+    return [
+        lambda p: nfe_vs_metric(summary, p, metric=metric, ylabel=ylabel),
+        lambda p: nfe_over_training(plot_data, p),
+    ]
 
 
 def ensure_dir(path):
@@ -155,6 +175,8 @@ __all__ = [
     "sample_paths",
     "nfe_vs_metric",
     "nfe_over_training",
+    "ode_figures",
+    "metric_figures",
     "FIGSIZE",
     "DPI",
     "ensure_dir",

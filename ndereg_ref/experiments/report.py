@@ -1,7 +1,7 @@
 """Assemble ``docs/results.md`` from the ``results.json`` files of full reproduction runs.
 
 Generated, never edited by hand: every sentence comparing our ratios with the papers' is computed from the
-numbers in the JSON files (DESIGN §8: NFE 0.556–0.733× of vanilla, prediction 1.3–2× faster, TayNODE's
+numbers in the JSON files (docs/design.md §8: NFE 0.556–0.733× of vanilla, prediction 1.3–2× faster, TayNODE's
 training-time cost).
 
 Trust at the edges: every ``results.json`` is validated before use (its solver settings are passed to a

@@ -9,7 +9,7 @@ from ..learn.tasks import SpiralTask
 from ..learn.train import METHODS as TRAIN_METHODS
 from ..learn.train import TrainConfig
 from . import plots
-from .common import PartialStore, aggregate, format_table, run_methods, write_outputs
+from .common import PartialStore, RunPlan, aggregate, format_table, publish, run_methods
 
 SOLVER = {"method": "tsit5", "convention": "ordinarydiffeq", "rtol": 1e-6, "atol": 1e-6}
 # Regularization weights λ: (λ0, λ1) of the exponential annealing λ(e) = λ0 (λ1/λ0)^(e/E), strong early and
@@ -50,36 +50,30 @@ QUICK = {"iters": 100, "seeds": 1, "lr": 0.03}
 def run(
     *, quick=False, out="results/spiral", n_seeds=None, iters=None, methods=None, progress=False, fresh=False
 ) -> dict:
-    preset = QUICK if quick else FULL
+    plan = RunPlan.choose(quick, FULL, QUICK, iters, n_seeds)
+    preset = plan.preset
     weights = QUICK_WEIGHTS if quick else WEIGHTS
-    iters = iters or preset["iters"]
-    seeds = list(range(n_seeds or preset["seeds"]))
     # Quick and full runs leave out the two expensive baselines (TayNODE, RNODE: ~13× vanilla per step).
     methods = methods or FULL_METHODS
     task = SpiralTask()
 
     def make_config(m, seed):
         return TrainConfig(
-            method=m, iters=iters, lr=preset["lr"], reg_weight=weights[m][0], reg_weight_final=weights[m][1],
-            srnode_weight=(SRNODE_WEIGHT if m == "ernode+srnode" else 1.0), seed=seed, solver=dict(SOLVER),
-            progress=progress,
+            method=m, iters=plan.iters, lr=preset["lr"], reg_weight=weights[m][0],
+            reg_weight_final=weights[m][1], srnode_weight=(SRNODE_WEIGHT if m == "ernode+srnode" else 1.0),
+            seed=seed, solver=dict(SOLVER), progress=progress,
         )  # fmt: skip
 
     task_settings = {"hidden": task.hidden, "n_points": task.n_points, "t_end": task.t_end}
     store = PartialStore(out, "spiral", fresh=fresh)
     runs, plot_data = run_methods(
-        lambda seed: task, methods, seeds, make_config, SOLVER, store, task_settings, with_trajectory=True
-    )
+        lambda seed: task, methods, plan.seeds, make_config, SOLVER, store, task_settings,
+        with_trajectory=True,
+    )  # fmt: skip
     preds = {m: (d["ts"], d["ys"]) for m, d in plot_data.items()}
     summary = aggregate(runs)
-    title = f"spiral neural ODE — {len(seeds)} seed(s), {iters} iterations{' (quick)' if quick else ''}"
-    table = format_table(summary, title)
-    print(table)
     settings = {
-        "quick": quick,
-        "iters": iters,
-        "seeds": seeds,
-        "lr": preset["lr"],
+        **plan.settings(),
         "solver": SOLVER,
         "weights": {m: weights[m][0] for m in methods},
         "weights_final": {m: weights[m][1] for m in methods},
@@ -87,13 +81,8 @@ def run(
         "task": task_settings,
     }
     figures = [
-        lambda p: plots.loss_curves(plot_data, p),
-        lambda p: plots.nfe_bars(summary, p),
-        lambda p: plots.step_traces(plot_data, p),
+        *plots.ode_figures(summary, plot_data),
         lambda p: plots.trajectories(task.ts, task.ys, preds, p),
     ]
-    write_outputs(
-        out, "spiral", summary, settings, table, list(zip(OUTPUT_FILES, figures)), plot_data=plot_data
-    )
-    store.clear()
-    return summary
+    table = format_table(summary, f"spiral neural ODE — {plan.describe()}")
+    return publish(out, "spiral", summary, settings, table, zip(OUTPUT_FILES, figures), plot_data, store)

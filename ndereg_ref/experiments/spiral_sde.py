@@ -1,7 +1,7 @@
 """Spiral neural SDE (Pal et al. 2021 §5.3; Pal et al. 2023): vanilla vs ERNSDE vs local regularization.
 
-Settings follow the papers' code, RegNeuralDE.jl ``experiments/sde_toy_problem.jl`` (DESIGN §8.1, row
-"Spiral SDE (A)"); where we differ, the reason is given.
+Settings follow the papers' code, RegNeuralDE.jl ``experiments/sde_toy_problem.jl`` (docs/design.md §8.1,
+row "Spiral SDE (A)"); where we differ, the reason is given.
 
 * Data: the spiral SDE du = A u³ dt + 0.2 u ⊙ dW, u0 = (2, 0), 10 000 seeded trajectories at 30 uniform
   times in [0, 1]; target = their sample means and variances (``spiral_sde_data``).  The paper loads the
@@ -20,7 +20,7 @@ Settings follow the papers' code, RegNeuralDE.jl ``experiments/sde_toy_problem.j
 * Regularizers: ERNSDE adds c·Σ_j E_j h_j with c = 0.2 on the *sum* over accepted steps (the code's
   ``0.2f0 * sum(sv.saveval)``, saveval = EEst·dt; its extra t0 entry is not differentiated and is left
   out).  Local (Pal et al. 2023): neither paper has a spiral-SDE setting, so we use their ODE default,
-  w = 2.5 → 1.0 exponentially over the iterations (DESIGN §8.1 "MNIST NODE (B)"), on the one-step r.
+  w = 2.5 → 1.0 exponentially over the iterations (docs/design.md §8.1 "MNIST NODE (B)"), on the one-step r.
 * Training: AdaBelief, lr 0.01, β = (0.9, 0.999), as the papers' code ran it: RegNeuralDE.jl's Manifest
   pins Flux 0.11.2, whose AdaBelief has no bias correction and ε = 1e-8 outside the square root
   (``ADABELIEF_VARIANT = "flux0.11"``; ``"optimisers"`` is Zhuang et al.'s Alg. 2 as in Optimisers.jl, with
@@ -44,10 +44,11 @@ from autograd.tracer import getval
 
 from ..learn.neural_sde import AdaBelief, moment_matching_loss, spiral_neural_sde, spiral_sde_data
 from ..learn.train import IterationRecord, annealed_weight
+from ..regularizers import sdeint_regularized
 from ..sde.brownian import BrownianPath
-from ..sde.solve import sdeint_regularized, solve_sde
+from ..sde.solve import solve_sde
 from . import plots
-from .common import PartialStore, aggregate, format_table, run_grid, write_outputs
+from .common import PartialStore, RunPlan, aggregate, format_table, publish, run_grid
 
 METHODS = ["vanilla", "ernsde", "local_unbiased", "local_biased"]
 SOLVER = {"method": "sosri", "rtol": 0.3, "atol": 0.3}
@@ -196,18 +197,11 @@ def _path_table(summary: dict) -> str:
 
 
 def run(
-    *,
-    quick=False,
-    out="results/spiral-sde",
-    n_seeds=None,
-    iters=None,
-    methods=None,
-    progress=False,
-    fresh=False,
+    *, quick=False, out=None, n_seeds=None, iters=None, methods=None, progress=False, fresh=False
 ) -> dict:
-    preset = QUICK if quick else FULL
-    iters = iters or preset["iters"]
-    seeds = list(range(n_seeds or preset["seeds"]))
+    out = out or "results/spiral-sde"
+    plan = RunPlan.choose(quick, FULL, QUICK, iters, n_seeds)
+    preset, iters = plan.preset, plan.iters
     methods = methods or METHODS
     data = spiral_sde_data(preset["n_data"], rng=DATA_SEED)
     model = spiral_neural_sde()
@@ -249,17 +243,14 @@ def run(
         return record, plot_data
 
     store = PartialStore(out, "spiral-sde", fresh=fresh)
-    runs, plot_data = run_grid(methods, seeds, run_one, run_settings, store)
+    runs, plot_data = run_grid(methods, plan.seeds, run_one, run_settings, store)
     bands = {m: (np.asarray(d["mean"]), np.asarray(d["std"])) for m, d in plot_data.items()}
     summary = aggregate(runs)
-    title = f"spiral neural SDE — {len(seeds)} seed(s), {iters} iterations{' (quick)' if quick else ''}"
-    table = format_table(summary, title) + _path_table(summary)
-    print(table)
     settings = {
         "quick": quick,
         "iters": iters,
         "paper_iters": PAPER_ITERS,
-        "seeds": seeds,
+        "seeds": plan.seeds,
         "lr": preset["lr"],
         "optimizer": {"name": "AdaBelief", "variant": ADABELIEF_VARIANT, "b1": 0.9, "b2": 0.999},
         "solver": SOLVER,
@@ -279,14 +270,6 @@ def run(
         lambda p: plots.nfe_bars(summary, p),
         lambda p: plots.sample_paths(data.ts, bands, data.mean, np.sqrt(data.var), p),
     ]
-    write_outputs(
-        out,
-        "spiral-sde",
-        summary,
-        settings,
-        table,
-        list(zip(OUTPUT_FILES, figures)),
-        plot_data=plot_data,  # per method, the first seed: curves, bands and the per-path evaluation
-    )
-    store.clear()
-    return summary
+    table = format_table(summary, f"spiral neural SDE — {plan.describe()}") + _path_table(summary)
+    # plot_data: per method, the first seed's curves, bands and the per-path evaluation
+    return publish(out, "spiral-sde", summary, settings, table, zip(OUTPUT_FILES, figures), plot_data, store)

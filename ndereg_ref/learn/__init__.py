@@ -1,1 +1,1 @@
-"""ndereg_ref.learn."""
+"""Learning on top of the solvers: vector fields (MLPs, neural SDEs), data, tasks and the training loop."""

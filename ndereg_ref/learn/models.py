@@ -365,7 +365,7 @@ class MLP:
 class LinearDiagonalDiffusion:
     """Diagonal multiplicative noise g(t, y; θ) = θ ⊙ y, params = [θ] with θ of shape (dim,).
 
-    Used as the diffusion of an Itô SDE dX = f dt + g ⊙ dW (DESIGN §7).  VJP: ȳ = θ ⊙ v,
+    Used as the diffusion of an Itô SDE dX = f dt + g ⊙ dW (docs/design.md §7).  VJP: ȳ = θ ⊙ v,
     θ̄ = Σ_batch y ⊙ v.
     """
 

@@ -41,9 +41,10 @@ import autograd.numpy as anp
 import numpy as np
 
 from ..errors import NonFiniteError
+from ..regularizers import sdeint_regularized
 from ..rng import as_generator
 from ..sde.brownian import BrownianPath
-from ..sde.solve import sdeint, sdeint_regularized, solve_sde
+from ..sde.solve import sdeint, solve_sde
 from .data import SPIRAL_A, SPIRAL_U0
 from .models import _PARAM_LISTS, MLP, LinearDiagonalDiffusion, _shape_str
 
@@ -248,7 +249,7 @@ class NeuralSDE:
     def predict_regularized(
         self, params, x0, ts, *, path=None, seed=None, method="sriw1", rtol=1e-2, atol=1e-2, **kw
     ):
-        """``(xs, R, info)`` of :func:`~ndereg_ref.sde.solve.sdeint_regularized` (global R_E by default;
+        """``(xs, R, info)`` of :func:`~ndereg_ref.regularizers.sdeint_regularized` (global R_E by default;
         ``regularizer="local", sampling=…, rng=…`` for the local regularizer)."""
         return sdeint_regularized(
             self.f, self.g, x0, ts, params, method=method, rtol=rtol, atol=atol, path=path, seed=seed, **kw
@@ -284,7 +285,7 @@ class AffineDiagonalDiffusion:
     y Wᵀ + b), W of shape (dim, dim), b of shape (dim,): Flux's ``Dense(dim, dim)`` with identity
     activation, the diffusion of the ERNSDE paper's spiral SDE (``diffusion_dudt = Dense(2, 2)`` in
     RegNeuralDE.jl ``experiments/sde_toy_problem.jl``).  The output has y's shape and multiplies dW
-    componentwise (diagonal noise, DESIGN §7), so each noise channel k is scaled by (W y + b)_k.
+    componentwise (diagonal noise, docs/design.md §7), so each noise channel k is scaled by (W y + b)_k.
 
     VJP with v of y's shape (rows = batch): ȳ = v W, W̄ = Σ_batch v yᵀ (= vᵀ y), b̄ = Σ_batch v.
     Initialisation as Flux's ``Dense``: W Glorot-uniform, U(−a, a) with a = sqrt(6 / (2 dim)) (Glorot &

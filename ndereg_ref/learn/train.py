@@ -7,7 +7,7 @@ One iteration (``train``):
     L              = task.data_loss(params, ys, batch) + λ(e) · Σ regularizers
     params         ← Adam(params, ∇L)                          (Kingma & Ba 2015, Alg. 1)
 
-with exponential annealing λ(e) = λ0 (λ1/λ0)^(e/E) (DESIGN §5).  Each iteration records the data loss,
+with exponential annealing λ(e) = λ0 (λ1/λ0)^(e/E) (docs/design.md §5).  Each iteration records the data loss,
 every regularizer value, the training NFE split into forward evaluations and backward VJPs, and wall time.
 ``evaluate`` solves without any regularizer and reports the prediction NFE and wall time (what the
 regularizers are meant to reduce).
@@ -194,7 +194,7 @@ class TrainResult:
 
 
 def annealed_weight(lam0: float, lam1: float | None, e: int, E: int) -> float:
-    """λ(e) = λ0 (λ1/λ0)^(e/E); constant λ0 when λ1 is None or equal (DESIGN §5)."""
+    """λ(e) = λ0 (λ1/λ0)^(e/E); constant λ0 when λ1 is None or equal (docs/design.md §5)."""
     if lam1 is None or lam1 == lam0 or lam0 == 0:
         return lam0
     return lam0 * (lam1 / lam0) ** (e / E)

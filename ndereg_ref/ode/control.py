@@ -1,4 +1,10 @@
-"""Step-size conventions of scipy, torchdiffeq, diffrax and OrdinaryDiffEq (DESIGN.md §3).
+"""Step-size control: one attempted step, the accept test and the controllers (docs/design.md §3).
+
+Reading path for one adaptive step (two files): :func:`attempt_rk_step` here plans the step's end (the
+convention's end-of-interval rule), calls :func:`ndereg_ref.ode.step.rk_step` (stages, y_{n+1}, E, S) and
+lets the convention decide; :func:`attempt_until_accepted` repeats that until a step is accepted, with the
+guards against step-size underflow and ``max_steps``.  The SDE solver (:mod:`ndereg_ref.sde.solve`) runs
+its steps through the same loop and the same PI formula (:class:`PIController`).
 
 A *convention* bundles every choice a library makes around the RK step itself: which DP5 error weights
 ``method="dp5"`` means, the accept test, the step-size controller, the initial step, what happens at the
@@ -10,28 +16,35 @@ that the solver calls; they can be tested (and read) alone:
     propose(q, h_abs, accepted, rejected_before, state)  -> (new h_abs, new state)
 
 ``q`` is the scaled error norm E of the attempted step.  Controller constants are named at module top with
-their source.  Only floats enter here: the solver strips autograd boxes before calling (step sizes and
-accept/reject decisions carry no gradient, DESIGN §5).
+their source.  Only floats enter the decisions: the solver strips autograd boxes before calling (step sizes
+and accept/reject decisions carry no gradient, docs/design.md §5).
 """
 
 from __future__ import annotations
 
-import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
+from autograd.tracer import getval
 
-from ..errors import NonFiniteError
-from .tableaus import Tableau
+from ..errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
+from .initial_step import hairer_initial_step, ordinarydiffeq_initial_step
+from .library_tableaus import library_tableau
+from .step import rk_step
+from .tableaus import TABLEAUS, Tableau
 
 __all__ = [
     "CONVENTIONS",
     "get_convention",
-    "hairer_initial_step",
-    "ordinarydiffeq_initial_step",
     "Convention",
+    "PIController",
+    "StepRecord",
+    "RKStepRecord",
+    "AttemptLog",
+    "attempt_until_accepted",
+    "attempt_rk_step",
 ]
 
 SAFETY = 0.9  # all four libraries
@@ -54,134 +67,6 @@ JULIA_QOLDINIT = 1e-4
 JULIA_QMAX_FIRST_STEP = 10000.0
 # scipy.integrate._ivp.common.validate_tol: rtol below 100·eps is raised to it, with a warning
 SCIPY_RTOL_FLOOR = 100 * np.finfo(float).eps
-
-
-def _rms(x) -> float:
-    """RMS of a real or complex vector, scipy's ``norm(x) / x.size ** 0.5`` (complex: moduli)."""
-    x = np.asarray(x)
-    return float(np.linalg.norm(x) / x.size**0.5)
-
-
-def _ratio0(x, scale):
-    """x / scale with 0 where scale == 0: a component whose scale is 0 (atol = 0 and y0_i = 0) carries no
-    information for the starting-step heuristic, so it is left out of d0, d1, d2 (docs/design.md §3).
-    Bit-identical to ``x / scale`` when every scale is positive."""
-    with np.errstate(over="ignore"):  # |f0| near 1e308 over a small scale: inf, which the heuristic handles
-        if np.all(scale > 0):
-            return x / scale
-        zero = scale == 0
-        return np.where(zero, 0.0, x / np.where(zero, 1.0, scale))
-
-
-def _hairer_norms(y0, f0, rtol, atol):
-    """sc0 = atol + |y0|·rtol, d0 = RMS(y0/sc0), d1 = RMS(f0/sc0) (HNW I §II.4, step a)."""
-    scale = atol + np.abs(y0) * rtol
-    return scale, _rms(_ratio0(y0, scale)), _rms(_ratio0(f0, scale))
-
-
-def _nonfinite_initial(library, what, t0):
-    return NonFiniteError(
-        f"the starting-step heuristic got a NaN/Inf {what} at t={float(t0)!r}: f(t0 + h0, y0 + h0·f0) is not "
-        f"finite ({library} ends such a solve with a NaN step size)",
-        t=t0,
-    )
-
-
-def hairer_initial_step(
-    fun,
-    t0,
-    y0,
-    f0,
-    t1,
-    order: int,
-    rtol,
-    atol,
-    max_step=np.inf,
-    *,
-    clamp_to_interval=True,
-    raise_on_nonfinite_probe=False,
-) -> tuple[float, int]:
-    """Hairer's starting step (HNW I §II.4) as scipy computes it (``scipy/integrate/_ivp/common.py``,
-    ``select_initial_step``, 1.17):
-
-        sc0 = atol + |y0| rtol,  d0 = RMS(y0/sc0),  d1 = RMS(f0/sc0)
-        h0  = 1e-6 if min(d0, d1) < 1e-5 else 0.01 d0/d1,   h0 ← min(h0, |t1 − t0|)   (before the probe)
-        f1  = f(t0 + h0, y0 + h0 f0),  d2 = RMS((f1 − f0)/sc0)/h0
-        h1  = max(1e-6, 1e-3 h0) if max(d1, d2) ≤ 1e-15 else (0.01/max(d1, d2))^(1/(order+1))
-        h   = min(100 h0, h1, |t1 − t0|, max_step)                                    (max_step only here)
-
-    ``order`` is scipy's ``error_estimator_order`` (RK23 2, RK45 4, DOP853 7).  ``max(d1, d2)`` is
-    Python's, so a NaN d2 (a non-finite probe) leaves h1 = (0.01/d1)^(1/(order+1)), exactly as in scipy.
-    ``clamp_to_interval=False`` drops both interval clamps (torchdiffeq's ``_select_initial_step``, which
-    also ignores max_step); ``raise_on_nonfinite_probe``: torchdiffeq's ``torch.max`` propagates a NaN d2
-    into a NaN first step ("underflow in dt"), raised here as :class:`NonFiniteError`.
-    OrdinaryDiffEq's variant (exponent 1/order, f1 == f0 shortcut) is :func:`ordinarydiffeq_initial_step`.
-    Components with sc0 = 0 are left out (:func:`_ratio0`).  Returns (|h|, f evaluations made = 1).
-
-    >>> f = lambda t, y: -y
-    >>> h, n = hairer_initial_step(f, 0.0, np.array([1.0]), np.array([-1.0]), 1.0, 4, 1e-3, 1e-6)
-    >>> round(h, 12), n    # (0.01 / 999.000999)^(1/5), docs/design.md §3
-    (0.100019992005, 1)
-    """
-    direction = 1.0 if t1 > t0 else -1.0
-    interval = abs(t1 - t0)
-    y0 = np.asarray(y0)
-    scale, d0, d1 = _hairer_norms(y0, f0, rtol, atol)
-    h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
-    if clamp_to_interval:
-        h0 = min(h0, interval)
-    y1 = y0 + h0 * direction * f0
-    f1 = np.asarray(fun(t0 + h0 * direction, y1))
-    with np.errstate(invalid="ignore", over="ignore"):
-        d2 = _rms(_ratio0(f1 - f0, scale)) / h0
-    if raise_on_nonfinite_probe and not np.isfinite(d2):
-        raise _nonfinite_initial("torchdiffeq", "probe", t0)
-    if d1 <= 1e-15 and d2 <= 1e-15:
-        h1 = max(1e-6, h0 * 1e-3)
-    else:
-        h1 = (0.01 / max(d1, d2)) ** (1 / (order + 1))
-    if not clamp_to_interval:
-        return min(100 * h0, h1), 1
-    return min(100 * h0, h1, interval, max_step), 1
-
-
-def ordinarydiffeq_initial_step(fun, t0, y0, f0, t1, order: int, rtol, atol, dtmax) -> tuple[float, int]:
-    """OrdinaryDiffEq's ``ode_determine_initdt`` (``lib/OrdinaryDiffEqCore/src/initdt.jl``,
-    ``_ode_initdt_oop``) for explicit methods, with ``order`` the algorithm's order (Tsit5, DP5: 5):
-
-        sc0 = atol + |y0| rtol,  d0 = RMS(y0/sc0),  d1 = RMS(f0/sc0)
-        dt0 = 1e-6 if min(d0, d1) < 1e-5 else (d0/d1)/100,   dt0 ← min(dt0, dtmax)      (before the probe)
-        f1  = f(t0 + dt0, y0 + dt0 f0);  if f1 == f0 exactly: return max(dtmin, 100 dt0)  (no dtmax clamp)
-        d2  = RMS((f1 − f0)/sc0)/dt0
-        dt1 = max(1e-6, dt0/1000) if max(d1, d2) ≤ 1e-15 else 10^(−(2 + log10 max(d1, d2))/order)
-        dt  = max(dtmin, min(100 dt0, dt1, dtmax)),   dtmin = nextfloat(eps(t0))
-
-    so the exponent is 1/order = 1/5 for Tsit5 (scipy and torchdiffeq use 1/(p̂+1), which is also 1/5 for
-    DP5 but 1/4 … 1/8 elsewhere).  Julia's ``max`` propagates NaN, so a non-finite probe makes dt NaN and
-    the solve ends with ``ReturnCode.DtNaN``; here that is a :class:`NonFiniteError`.  The default dtmax is
-    t1 − t0 (``solve.jl``).  Returns (|dt|, f evaluations made here = 1; OrdinaryDiffEq counts f0 too).
-
-    >>> h, n = ordinarydiffeq_initial_step(lambda t, y: -y, 0.0, np.array([1.0]), np.array([-1.0]), 1.0, 5,
-    ...                                    1e-3, 1e-6, 1.0)
-    >>> round(h, 12)        # (0.01 / 999.000999)^(1/5), as in docs/design.md §3's worked example
-    0.100019992005
-    """
-    direction = 1.0 if t1 > t0 else -1.0
-    y0 = np.asarray(y0)
-    dtmin = float(np.nextafter(np.spacing(abs(float(t0))), np.inf))
-    scale, d0, d1 = _hairer_norms(y0, f0, rtol, atol)
-    dt0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else (d0 / d1) / 100
-    dt0 = min(dt0, dtmax)
-    f1 = np.asarray(fun(t0 + direction * dt0, y0 + direction * dt0 * f0))
-    if np.array_equal(f1, f0):
-        return float(max(dtmin, 100 * dt0)), 1
-    with np.errstate(invalid="ignore", over="ignore"):
-        d2 = _rms(_ratio0(f1 - f0, scale)) / dt0
-    if not np.isfinite(d2):
-        raise _nonfinite_initial("OrdinaryDiffEq", "probe", t0)
-    m = max(d1, d2)
-    dt1 = max(1e-6, dt0 / 1000) if m <= 1e-15 else 10.0 ** (-(2 + math.log10(m)) / order)
-    return float(max(dtmin, min(100 * dt0, dt1, dtmax))), 1
 
 
 @dataclass(frozen=True)
@@ -208,10 +93,9 @@ class Convention:
     def resolve_tableau(self, tableau: Tableau) -> Tableau:
         """The tableau a method name means under this convention: DP5's error weights, torchdiffeq's BS3
         interpolant, and the library's own float64 coefficient literals where they differ from the
-        correctly rounded rationals (:func:`ndereg_ref.ode.tableaus.library_tableau`; e.g. diffrax's Tsit5
-        e = b − b̂ differs by up to 27 ulp in 4 entries, OrdinaryDiffEq's Tsit5 btilde1 by 26 ulp)."""
-        from .tableaus import TABLEAUS, library_tableau
-
+        correctly rounded rationals (:func:`ndereg_ref.ode.library_tableaus.library_tableau`; e.g.
+        diffrax's Tsit5 e = b − b̂ differs by up to 27 ulp in 4 entries, OrdinaryDiffEq's Tsit5 btilde1 by
+        26 ulp)."""
         if tableau.literals is not None:
             return tableau
         if tableau.name == "dp5" and self.dp5_error_weights == "shampine":
@@ -365,7 +249,7 @@ class DiffraxConvention(Convention):
     """diffrax ``diffeqsolve`` with ``PIDController(rtol, atol)`` defaults (diffrax/_step_size_controller).
 
     accept q < 1; factor = clip(0.9 q^(−1/p), 1, 10) on accept and clip(0.9 q^(−1/p), 0.2, 0.9) on
-    reject.  Initial step dt0 = 0.01 (DESIGN §3).  The last step is clipped to t1.  Bookkeeping that
+    reject.  Initial step dt0 = 0.01 (docs/design.md §3).  The last step is clipped to t1.  Bookkeeping that
     diffrax 0.7 does in ``diffrax/_integrate.py`` (``_clip_to_end``) and its FSAL Runge–Kutta step:
 
     * a step is the pair (t_prev, t_next) and h = t_next − t_prev (``recompute_h``);
@@ -461,15 +345,8 @@ class OrdinaryDiffEqConvention(Convention):
     def propose(self, q, h_abs, accepted, rejected_before, state, tableau):
         beta1, beta2 = self.betas(tableau)
         qmax = JULIA_QMAX_FIRST_STEP if state.get("first", False) else JULIA_QMAX
-        after = {"qold": max(q, JULIA_QOLDINIT), "first": False} if accepted else state
-        if q == 0:
-            return h_abs * qmax, after
-        q11 = q**beta1
-        if accepted:
-            qq = q11 / state["qold"] ** beta2
-            qq = max(1 / qmax, min(1 / JULIA_QMIN, qq / JULIA_GAMMA))
-            return h_abs / qq, after
-        return h_abs / min(1 / JULIA_QMIN, q11 / JULIA_GAMMA), state
+        h_next, qold = _julia_pi(beta1, beta2, qmax).propose(q, h_abs, accepted, state["qold"])
+        return h_next, ({"qold": qold, "first": False} if accepted else state)
 
     def snap_to_end(self, t_new, t1):
         # OrdinaryDiffEq lands exactly on a stop time within 100 ulp (fixed_t_for_floatingpoint_error!).
@@ -498,3 +375,245 @@ def get_convention(name) -> Convention:
         return CONVENTIONS[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown convention {name!r}; expected one of {sorted(CONVENTIONS)}") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# the PI controller of OrdinaryDiffEq and StochasticDiffEq
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PIController:
+    """The PI step-size controller of OrdinaryDiffEq and StochasticDiffEq with its constants
+    (:meth:`propose`); defaults are OrdinaryDiffEq's (γ = 9/10, qmin = 1/5, qmax = 10, qoldinit = 1e-4).
+    :class:`OrdinaryDiffEqConvention` uses it with qmax = 10⁴ before the first acceptance; the SDE
+    solver's ``SDEController`` is this class with StochasticDiffEq's qmax = 9/8."""
+
+    beta1: float
+    beta2: float
+    gamma: float = JULIA_GAMMA
+    qmin: float = JULIA_QMIN
+    qmax: float = JULIA_QMAX
+    qoldinit: float = JULIA_QOLDINIT
+
+    def __post_init__(self):
+        # a NaN gain would make every proposal NaN and end the solve with a misleading underflow error
+        for name in ("beta1", "beta2", "gamma", "qmin", "qmax", "qoldinit"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise TypeError(f"{type(self).__name__}.{name} must be a real number, got {v!r}")
+            if not np.isfinite(v) or v < 0 or (v == 0 and name != "beta2"):
+                raise ValueError(f"{type(self).__name__}.{name} must be finite and positive, got {v!r}")
+        if not self.qmin <= 1.0 <= self.qmax:
+            raise ValueError(
+                f"{type(self).__name__} needs qmin ≤ 1 ≤ qmax, got qmin={self.qmin!r}, qmax={self.qmax!r}"
+            )
+
+    @classmethod
+    def for_order(cls, order: float, **kw):
+        """β1 = 7/(10p), β2 = 2/(5p) with p the method's ``alg_order`` (``beta1_default``, ``beta2_default``
+        of OrdinaryDiffEq and StochasticDiffEq): SRI (p = 3/2) β1 = 7/15, β2 = 4/15; SRA (p = 2) 0.35, 0.2."""
+        return cls(beta1=7 / (10 * order), beta2=2 / (5 * order), **kw)
+
+    @staticmethod
+    def accept(E: float) -> bool:
+        return E <= 1.0
+
+    def propose(self, E: float, h: float, accepted: bool, qold: float) -> tuple[float, float]:
+        """The next step size of the PI controller of OrdinaryDiffEq.jl and StochasticDiffEq.jl
+        (``OrdinaryDiffEqCore/src/integrators/controllers.jl``: ``stepsize_controller!``,
+        ``step_accept_controller!``, ``step_reject_controller!`` for ``PIController``), on floats:
+
+            accepted, E = 0:  h_next = h·qmax
+            accepted:         q = clip(E^β1 / qold^β2 / γ, 1/qmax, 1/qmin),   h_next = h/q
+            rejected:         h_next = h / min(1/qmin, E^β1/γ)
+            qold_next = max(E, qoldinit) after an acceptance (unchanged after a rejection).
+
+        Returns ``(h_next, qold_next)``.
+
+        >>> PIController(beta1=0.14, beta2=0.08).propose(0.5, 0.1, True, 1e-4)[1]
+        0.5
+        """
+        if not accepted:
+            return h / min(1 / self.qmin, E**self.beta1 / self.gamma), qold
+        qold_next = max(E, self.qoldinit)
+        if E == 0:
+            return h * self.qmax, qold_next
+        q = E**self.beta1 / qold**self.beta2
+        q = max(1 / self.qmax, min(1 / self.qmin, q / self.gamma))
+        return h / q, qold_next
+
+    def on_accept(self, E: float, h: float, qold: float) -> tuple[float, float]:
+        """(h_next, qold_next) after an accepted step of size h with error norm E."""
+        return self.propose(E, h, True, qold)
+
+    def on_reject(self, E: float, h: float) -> float:
+        """h_next after a rejected step of size h with error norm E > 1."""
+        return self.propose(E, h, False, 0.0)[0]
+
+
+@lru_cache(maxsize=64)
+def _julia_pi(beta1: float, beta2: float, qmax: float) -> PIController:
+    """OrdinaryDiffEq's controller for one tableau's gains (cached: the convention asks at every attempt)."""
+    return PIController(beta1, beta2, JULIA_GAMMA, JULIA_QMIN, qmax, JULIA_QOLDINIT)
+
+
+# --------------------------------------------------------------------------------------------------
+# step records and the attempt loop shared by the ODE and SDE solvers
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class StepRecord:
+    """One attempted step (accepted or rejected), in the order the solver tried it: what every solver
+    records.  ``y``, ``y_new`` have the state's shape; ``error_norm`` is E (None for a method without an
+    error estimate); ``stiffness`` is S (None without a stage pair); ``nfev`` the evaluations it made.
+    :class:`RKStepRecord` and :class:`ndereg_ref.sde.solve.SDEStepRecord` add what their steps compute."""
+
+    t: float
+    h: float
+    t_new: float
+    accepted: bool
+    error_norm: float | None
+    stiffness: float | None
+    y: np.ndarray
+    y_new: np.ndarray
+    nfev: int
+
+
+@dataclass(frozen=True, eq=False)
+class RKStepRecord(StepRecord):
+    """An attempted Runge–Kutta step: also ``y_err`` (shape of y0), ``stages`` k_i and ``stage_states``
+    Y_i, (s, *y0.shape)."""
+
+    y_err: np.ndarray
+    stages: np.ndarray
+    stage_states: np.ndarray
+
+
+@dataclass(eq=False)
+class AttemptLog:
+    """What the attempt loop carries from step to step: every attempt's record, the attempt count (for
+    ``max_steps``) and the controller's state."""
+
+    records: list = field(default_factory=list)
+    n_attempts: int = 0
+    controller_state: dict = field(default_factory=dict)
+
+
+def min_step_size(t: float, direction: float) -> float:
+    """10 spacings of the floating-point numbers at t in the direction of integration: below it, t + h
+    cannot move t reliably (scipy's ``_step_impl`` rule, used for every convention and for SDEs)."""
+    return 10 * abs(float(np.nextafter(t, direction * np.inf)) - t)
+
+
+def attempt_until_accepted(attempt, h_abs, *, t, t1, direction, max_steps, log: AttemptLog, max_step=np.inf):
+    """Attempt steps from t until one is accepted; the loop and guards every adaptive solver here shares.
+
+    ``attempt(h_abs, rejected_before) -> (accepted, h_abs_next, result)`` takes one step of proposed size
+    ``h_abs`` and appends its record to ``log.records``.  Before each attempt: |h| below
+    :func:`min_step_size` raises :class:`StepSizeUnderflowError`, and ``max_steps`` attempts raise
+    :class:`MaxStepsExceededError`.  Returns ``(result, h_abs_next)`` of the accepted attempt.
+    """
+    min_step = min_step_size(t, direction)
+    rejected_before = False
+    while True:
+        if not h_abs >= min_step:
+            cause = " (max_step is below it)" if h_abs == max_step else ""
+            raise StepSizeUnderflowError(
+                f"step size {float(h_abs)!r} underflows at t={float(t)!r}: less than 10 spacings of "
+                f"floating-point numbers near t ({float(min_step)!r}){cause}",
+                t=t,
+            )
+        if log.n_attempts >= max_steps:
+            raise MaxStepsExceededError(
+                f"max_steps={max_steps} attempted steps reached at t={float(t)!r} before t1={float(t1)!r}",
+                t=t,
+            )
+        accepted, h_abs_next, result = attempt(h_abs, rejected_before)
+        log.n_attempts += 1
+        if accepted:
+            return result, h_abs_next
+        rejected_before = True
+        h_abs = h_abs_next
+
+
+def rk_record(res, t, h, t_new, accepted, shape) -> RKStepRecord:
+    """The record of one RK attempt (plain arrays of the state's shape; the step may be traced)."""
+    S = res.stiffness
+    stage_shape = (-1, *shape)
+    return RKStepRecord(
+        t=t,
+        h=h,
+        t_new=t_new,
+        accepted=accepted,
+        error_norm=float(getval(res.error_norm)),
+        stiffness=None if S is None else float(getval(S)),
+        y=np.reshape(getval(res.y), shape),
+        y_new=np.reshape(getval(res.y_new), shape),
+        nfev=res.nfev,
+        y_err=np.reshape(getval(res.y_err), shape),
+        stages=np.reshape(getval(res.stages), stage_shape),
+        stage_states=np.reshape(getval(res.stage_states), stage_shape),
+    )
+
+
+def attempt_rk_step(f, t, y, k1, h_abs, t1, opts, log: AttemptLog, shape, *, before_first_accept=False):
+    """Attempt RK steps from (t, y) until one is accepted (scipy's ``_step_impl`` logic, generalised to the
+    four conventions of ``opts.convention``).
+
+    Per attempt: the proposed end t + h is clipped/snapped by the convention's end-of-interval rule, the
+    step is :func:`ndereg_ref.ode.step.rk_step`, and the convention's accept test and controller decide on
+    the float E.  Returns ``(StepResult, t_new, h, next proposed |h|, f evaluations)``; every attempt is
+    appended to ``log.records``.
+    """
+    conv, tab = opts.convention, opts.tableau
+    direction = 1.0 if t1 > t else -1.0
+    # scipy's _step_impl: max_step wins over min_step, so a max_step below 10 ulp of t fails at once.
+    min_step = min_step_size(t, direction)
+    if h_abs > opts.max_step:
+        h_abs = opts.max_step
+    elif h_abs < min_step:
+        h_abs = min_step
+    nfev = 0
+
+    def attempt(h_abs, rejected_before):
+        nonlocal nfev
+        h = h_abs * direction
+        t_new = t + h
+        retry = conv.retry_end(t, t_new, t1) if rejected_before else t_new
+        if retry != t_new:
+            t_new = retry
+        else:
+            if conv.clip_to_end and direction * (t_new - t1) > 0:
+                t_new = t1
+            t_new = conv.snap_to_end(t_new, t1)
+        if conv.recompute_h or t_new == t1:
+            h = t_new - t
+        res = rk_step(
+            f, t, y, h, tab, k1=k1, rtol=opts.rtol, atol=opts.atol, stiffness=opts.stiffness,
+            n_control=opts.n_control,
+        )  # fmt: skip
+        nfev += res.nfev
+        q = float(getval(res.error_norm))
+        if not np.isfinite(q):
+            # The library's rule for a NaN/Inf error norm: a value its controller rejects, or raise.
+            q = conv.nonfinite_error_norm(q, t, h, res.nonfinite)
+        accepted = conv.accept(q)
+        h_abs_next, log.controller_state = conv.propose(
+            q, abs(h), accepted, rejected_before, log.controller_state, tab
+        )
+        log.records.append(rk_record(res, t, h, t_new, accepted, shape))
+        if accepted and res.nonfinite is not None:
+            # E passed the test although some value is NaN/Inf (e.g. a stage with b_i = e_i = 0, or an
+            # overflowing state): continuing would hand NaN to the next step, never a right answer.
+            raise NonFiniteError(
+                f"{res.nonfinite} is NaN/Inf in the step from t={float(t)!r} with h={float(h)!r}, which "
+                f"the error estimate E={float(q)!r} accepted: the solution is not finite there",
+                t=t,
+            )
+        if not accepted:
+            nfev += conv.rejection_fevals(tab, before_first_accept)
+        return accepted, h_abs_next, (res, t_new, h)
+
+    (res, t_new, h), h_abs_next = attempt_until_accepted(
+        attempt, h_abs, t=t, t1=t1, direction=direction, max_steps=opts.max_steps, log=log,
+        max_step=opts.max_step,
+    )  # fmt: skip
+    return res, t_new, h, h_abs_next, nfev

@@ -4,7 +4,7 @@ This module is *the one place a step is computed*: the adaptive solver, the auto
 frozen-grid replay used by finite-difference tests and the local regularizer all call :func:`rk_step`.
 It is a pure function of its inputs and written with ``autograd.numpy`` so that autograd can trace it.
 
-Notation (DESIGN.md §2, Hairer–Nørsett–Wanner I §II.4): state ``y`` is a flat vector of n elements, the
+Notation (docs/design.md §2, Hairer–Nørsett–Wanner I §II.4): state ``y`` is a flat vector of n elements, the
 tableau has s stages, ``K`` (s, n) are the stage derivatives and ``Y`` (s, n) the stage states
 
     Y_i = y_n + h Σ_{j<i} a_ij k_j,   k_i = f(t_n + c_i h, Y_i)
@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import autograd.numpy as anp
 import numpy
+from autograd import make_vjp
 from autograd.tracer import Box, getval
 
 from .tableaus import Tableau
@@ -34,11 +35,13 @@ __all__ = [
     "error_norm",
     "scaled",
     "stiffness_estimate",
+    "error_norm_vjp",
+    "stiffness_vjp",
     "STIFFNESS_VARIANTS",
 ]
 
-#: Stiffness-estimate variants of DESIGN §4 (docs/design.md §4); ``rms_ratio_direct`` is ``rms_ratio`` with
-#: the stage-state difference formed from the stages, without cancellation.
+#: Stiffness-estimate variants of docs/design.md §4; ``rms_ratio_direct`` is ``rms_ratio`` with the
+#: stage-state difference formed from the stages, without cancellation.
 STIFFNESS_VARIANTS = ("rms_ratio", "max_elementwise", "hairer", "rms_ratio_direct")
 
 #: DOP853's weighting of its 3rd-order estimate in the combined error norm (Hairer's dop853.f, and scipy).
@@ -125,7 +128,7 @@ def scaled(err, sc):
 
 
 def error_scale(y, y_new, rtol, atol):
-    """sc = atol + rtol · max(|y_n|, |y_{n+1}|), elementwise (DESIGN §2; scipy's operation order)."""
+    """sc = atol + rtol · max(|y_n|, |y_{n+1}|), elementwise (docs/design.md §2; scipy's operation order)."""
     np = _xp(y, y_new)
     return atol + np.maximum(np.abs(y), np.abs(y_new)) * rtol
 
@@ -154,15 +157,54 @@ def error_norm(tableau: Tableau, K, h, y, y_new, rtol, atol):
     return np.abs(h) * n5 / np.sqrt(denom * sc.size), y_err
 
 
+def error_norm_vjp(tableau, K, h, y, y_new, rtol, atol, E_bar):
+    """Cotangents (K̄, ȳ_n, ȳ_{n+1}) of E = RMS(y_err/sc), y_err = h Kᵀe,
+    sc = atol + rtol·max(|y_n|, |y_{n+1}|):
+
+        ∂E/∂z = z/(nE) with z = y_err/sc;  ȳ_err = z̄/sc;  s̄c = −z̄ z/sc;  K̄ = h e ⊗ ȳ_err
+        ∂max(a, b)/∂a = 1 if a > b, ½ if a = b (autograd's convention), ∂|y|/∂y = sign(y).
+
+    Components with sc = 0 (atol = 0) contribute nothing: an accepted step has y_err = 0 there.
+    DOP853's combined norm is differentiated with autograd (it is not on the neural-ODE fast path).
+    """
+    if tableau.e3 is not None:
+        vjp, _ = make_vjp(
+            lambda K_, y_, yn_: error_norm(tableau, K_, h, y_, yn_, rtol, atol)[0], argnum=(0, 1, 2)
+        )(K, y, y_new)
+        return vjp(E_bar)
+    ay, an = numpy.abs(y), numpy.abs(y_new)
+    sc = atol + numpy.maximum(ay, an) * rtol
+    y_err = numpy.dot(K.T, tableau.e) * h
+    if numpy.any(sc == 0):
+        # atol = 0 and a component at 0 in y_n and y_{n+1}: the norm's rule (0/0 := 0, x/0 := inf) makes an
+        # accepted step's y_err there exactly 0, so the component contributes 0 and has no cotangent
+        # (dividing by 1 instead of 0 gives exactly that without a 0/0).
+        sc = numpy.where(sc == 0, 1.0, sc)
+    z = y_err / sc
+    n = z.size
+    E = numpy.sqrt(numpy.dot(z, z)) / n**0.5
+    if E == 0:
+        return numpy.zeros_like(K), numpy.zeros_like(y), numpy.zeros_like(y)
+    z_bar = E_bar * z / (n * E)
+    y_err_bar = z_bar / sc
+    m_bar = -z_bar * z / sc * rtol
+    w = (ay > an) + 0.5 * (ay == an)
+    return (
+        h * numpy.outer(tableau.e, y_err_bar),
+        m_bar * w * numpy.sign(y),
+        m_bar * (1 - w) * numpy.sign(y_new),
+    )
+
+
 def _safe_ratio(num, den):
-    """num / den with 0 where den == 0 (DESIGN §4: zero denominators give 0, never NaN)."""
+    """num / den with 0 where den == 0 (docs/design.md §4: zero denominators give 0, never NaN)."""
     np = _xp(num, den)
     nonzero = getval(den) != 0
     return np.where(nonzero, num / np.where(nonzero, den, 1.0), 0.0)
 
 
 def stiffness_estimate(tableau: Tableau, K, Y, h, variant: str = "rms_ratio"):
-    """Stiffness estimate from two stages at the same node (DESIGN §4).
+    """Stiffness estimate from two stages at the same node (docs/design.md §4).
 
     With (x, y) = ``tableau.stiffness_pair`` (DP5/Tsit5: stage 6 and the FSAL stage, both at t_n + h):
 
@@ -195,6 +237,48 @@ def stiffness_estimate(tableau: Tableau, K, Y, h, variant: str = "rms_ratio"):
     if variant == "hairer":
         return np.abs(h) * _safe_ratio(rms_norm(dk), rms_norm(dY))
     raise ValueError(f"unknown stiffness variant {variant!r}; expected one of {STIFFNESS_VARIANTS}")
+
+
+def stiffness_vjp(tableau, K, Y, h, variant, S_bar):
+    """Cotangents (K̄, Ȳ) of the stiffness estimate S of :func:`stiffness_estimate`, with Δk = k_y − k_x:
+
+        rms_ratio:   S = a/b,  a = RMS(Δk), b = RMS(ΔY), ΔY = Y_y − Y_x
+                     Δk̄ = S̄ Δk/(n a b),   ΔȲ = −S̄ a ΔY/(n b³)      (k̄_y = Δk̄, k̄_x = −Δk̄; Ȳ likewise)
+        hairer:      S = |h| a/b: the same with S̄|h|
+        rms_ratio_direct: ΔY = h Σ_j (a_yj − a_xj) k_j from the stages, so ΔȲ goes to K̄ (K̄_j += h (a_yj −
+                     a_xj) ΔȲ) and Ȳ = 0
+        max_elementwise: autograd's derivative of the forward (a max of ratios; not on the fast path).
+
+    b = 0 gives S = 0 and no cotangent (the forward's rule); a = 0 gives Δk̄ = 0 (the zero subgradient).
+    """
+    Kb, Yb = numpy.zeros_like(K), numpy.zeros_like(Y)
+    ix, iy = tableau.stiffness_pair
+    if variant == "max_elementwise":
+        vjp, _ = make_vjp(lambda K_, Y_: stiffness_estimate(tableau, K_, Y_, h, variant), argnum=(0, 1))(K, Y)
+        return vjp(S_bar)
+    if variant == "hairer":
+        S_bar = S_bar * abs(h)
+    dk = K[iy] - K[ix]
+    if variant == "rms_ratio_direct":
+        dA = tableau.A[iy] - tableau.A[ix]
+        dY = combine(K, dA, h)
+    else:
+        dY = Y[iy] - Y[ix]
+    n = dk.size
+    a = numpy.sqrt(numpy.dot(dk, dk)) / n**0.5
+    b = numpy.sqrt(numpy.dot(dY, dY)) / n**0.5
+    if b == 0:
+        return Kb, Yb
+    dk_bar = (S_bar / b) * dk / (n * a) if a > 0 else numpy.zeros_like(dk)
+    dY_bar = -S_bar * (a / b**2) * dY / (n * b)
+    Kb[iy] += dk_bar
+    Kb[ix] -= dk_bar
+    if variant == "rms_ratio_direct":
+        Kb += h * numpy.outer(dA, dY_bar)
+    else:
+        Yb[iy] += dY_bar
+        Yb[ix] -= dY_bar
+    return Kb, Yb
 
 
 def _dot_weights(K, w):
@@ -263,9 +347,10 @@ def rk_step(
     rtol, atol : tolerances of the scaled error norm (scalars or (n,) arrays).
     stiffness : variant of :func:`stiffness_estimate`.
     n_control : if given, E and S use only the first ``n_control`` state elements (auxiliary states such as
-        TayNODE/RNODE integrals are "excluded from step control", DESIGN §5); ``y_err`` stays full-size.
+        TayNODE/RNODE integrals are "excluded from step control", docs/design.md §5); ``y_err`` stays
+        full-size.
 
-    Returns a :class:`StepResult`.  Formulas: module docstring; reference HNW I §II.4 and DESIGN §2.
+    Returns a :class:`StepResult`.  Formulas: module docstring; reference HNW I §II.4 and docs/design.md §2.
 
     Example
     -------

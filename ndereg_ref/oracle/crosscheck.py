@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .gradients import discrete_adjoint_gradients
 from .problems import PROBLEMS, get_problem
 
 __all__ = [
@@ -285,8 +286,6 @@ def crosscheck_diffrax(problems=None, methods=tuple(DIFFRAX_METHODS), tolerances
 
 def _our_gradients(problem, method, convention, rtol, atol):
     """Discrete-adjoint gradients of L = Σ y(t1) and R_E w.r.t. (y0, p), and the solve (accepted grid)."""
-    from .trace import discrete_adjoint_gradients
-
     info, _, _, _, g = discrete_adjoint_gradients(
         problem.pfun, problem.y0_array, problem.t_span, problem.params_array, method=method,
         convention=convention, rtol=rtol, atol=atol,
