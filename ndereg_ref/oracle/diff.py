@@ -46,7 +46,8 @@ class TraceDiff:
         if self.first_step is not None:
             a, b = self.values
             lines.append(
-                f"first divergence: step {self.first_step}, quantity '{self.quantity}': {a!r} vs {b!r}"
+                f"first divergence: step {self.first_step}, quantity '{self.quantity}': "
+                f"{_plain(a)} vs {_plain(b)}"
             )
         (na, aa, ra, fa), (nb, ab, rb, fb) = self.counts
         lines.append(f"steps/accepted/rejected/nfev: {na}/{aa}/{ra}/{fa} vs {nb}/{ab}/{rb}/{fb}")
@@ -56,6 +57,15 @@ class TraceDiff:
             lines.append("summary quantities that differ: " + ", ".join(self.failed_summary))
         lines.append("traces agree" if self.equal else "traces DIFFER")
         return "\n".join(lines)
+
+
+def _plain(v) -> str:
+    """A value as a reader writes it: numbers and arrays without NumPy's ``np.float64(…)`` wrapper."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, np.ndarray):
+        return np.array2string(v, precision=17, separator=", ")
+    return repr(v)
 
 
 def _close(a, b, rtol, atol) -> bool:
@@ -99,7 +109,7 @@ def diff_traces(a, b, *, rtol: float = 0.0, atol: float = 0.0) -> TraceDiff:
     for k in ("method", "convention", "rtol", "atol", "stiffness"):
         va, vb = a.solver.get(k), b.solver.get(k)
         if not _eq_setting(va, vb):
-            settings.append(f"solver.{k}: {va!r} vs {vb!r}")
+            settings.append(f"solver.{k}: {_plain(va)} vs {_plain(vb)}")
     for k in ("name", "t_span", "y0", "params"):
         va, vb = a.problem.get(k), b.problem.get(k)
         if not _eq_setting(va, vb):
