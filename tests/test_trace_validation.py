@@ -506,7 +506,8 @@ def test_save_trace_interrupted_before_the_rename_leaves_the_old_file(traces, tm
 def _one_line_error(capsys):
     err = capsys.readouterr().err
     # argparse's form: "ndereg-ref trace: error: <message naming the value>", one line
-    assert err.count("\n") == 1 and err.startswith("ndereg-ref trace: error: ") and "Traceback" not in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("ndereg-ref trace: error: "), err
     return err
 
 

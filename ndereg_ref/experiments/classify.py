@@ -66,6 +66,6 @@ def run(
         "n_train": preset["n_train"],
         "taynode_order": 2,
     }
-    figures = plots.ode_figures(summary, plot_data, "training cross-entropy")
+    figures = plots.ode_figures(summary, plot_data, "training cross-entropy", context=plan.describe())
     table = format_table(summary, f"annuli classification — {plan.describe()}")
     return publish(out, "classify", summary, settings, table, zip(OUTPUT_FILES, figures), plot_data, store)

@@ -183,14 +183,18 @@ def run_grid(methods, seeds, run_one, run_settings, store: PartialStore):
 
 def ode_plot_data(history, solution, with_trajectory=False) -> dict:
     """What the plots need from one ODE run: the loss curve, the accepted steps (t_j, |h_j|, E_j) of the
-    prediction solve and, optionally, its trajectory."""
+    prediction solve, its rejected attempts and, optionally, its trajectory."""
     acc = solution.accepted_steps
+    rejected = [s for s in solution.steps if not s.accepted]
     data = {
         "iteration": [h.iteration for h in history],
         "data_loss": [h.data_loss for h in history],
         "step_t": [s.t for s in acc],
         "step_h": [abs(s.h) for s in acc],
         "step_error": [s.error_norm for s in acc],
+        "rejected_t": [s.t for s in rejected],
+        "rejected_h": [abs(s.h) for s in rejected],
+        "rejected_error": [s.error_norm for s in rejected],
         "nfe_forward": [h.nfev_forward for h in history],
     }
     if with_trajectory:

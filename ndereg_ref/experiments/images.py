@@ -197,8 +197,8 @@ def run_dataset(
         **task_settings,
     }
     figures = [
-        *plots.ode_figures(summary, plot_data, "training cross-entropy"),
-        *plots.metric_figures(summary, plot_data, "test_accuracy", "test accuracy"),
+        *plots.ode_figures(summary, plot_data, "training cross-entropy", context=plan.describe()),
+        *plots.metric_figures(summary, plot_data, "test_accuracy", "test accuracy", context=plan.describe()),
     ]
     table = format_table(summary, title)
     return publish(out, dataset, summary, settings, table, zip(OUTPUT_FILES, figures), plot_data, store)

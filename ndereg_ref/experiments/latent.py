@@ -151,8 +151,10 @@ def run(
         **task_settings,
     }
     figures = [
-        *plots.ode_figures(summary, plot_data, "training loss (−log-lik./obs. + λ_KL KL)"),
-        *plots.metric_figures(summary, plot_data, "test_mse", "test MSE (masked)"),
+        *plots.ode_figures(
+            summary, plot_data, "training loss (−log-lik./obs. + λ_KL KL)", context=plan.describe()
+        ),
+        *plots.metric_figures(summary, plot_data, "test_mse", "test MSE (masked)", context=plan.describe()),
     ]
     table = format_table(summary, title) + "\n" + mse_table(summary)
     return publish(out, "latent", summary, settings, table, zip(OUTPUT_FILES, figures), plot_data, store)

@@ -399,6 +399,17 @@ def _paper_comparison(name: str, methods: dict) -> list[str]:
     return out
 
 
+def _run_context(settings: dict) -> str:
+    """ "3 seed(s), 200 iterations" (plus " (quick)") from a results file's settings, for figure titles."""
+    seeds, iters = settings.get("seeds"), settings.get("iters")
+    parts = []
+    if isinstance(seeds, list):
+        parts.append(f"{len(seeds)} seed(s)")
+    if isinstance(iters, int):
+        parts.append(f"{iters} iterations")
+    return ", ".join(parts) + (" (quick)" if settings.get("quick") else "")
+
+
 def _figures(name: str, res: dict, fig_dir: str, rel_dir: str, jobs: list) -> list[str]:
     """The figures of one experiment, redrawn from its results.json (plot_data = the first seed's curves):
     appends (path, draw) to ``jobs`` (run once the report may be written) and returns the Markdown image
@@ -409,21 +420,28 @@ def _figures(name: str, res: dict, fig_dir: str, rel_dir: str, jobs: list) -> li
     if not isinstance(data, dict) or not data:
         return ["(this results file has no plot data: no figures)"]
     figures = []
+    context = _run_context(res.get("settings") or {})
     summary = res["methods"]
     if any("test_accuracy" in v for v in summary.values()):
         figures.append(
-            ("nfe_vs_accuracy", lambda p: plots.nfe_vs_metric(summary, p, "test_accuracy", "test accuracy"))
+            (
+                "nfe_vs_accuracy",
+                lambda p: plots.nfe_vs_metric(summary, p, "test_accuracy", "test accuracy", context=context),
+            )
         )
     else:
         key = "test_mse" if any("test_mse" in v for v in summary.values()) else "test_loss"
         figures.append(
-            (f"nfe_vs_{key}", lambda p: plots.nfe_vs_metric(summary, p, key, key.replace("_", " ")))
+            (
+                f"nfe_vs_{key}",
+                lambda p: plots.nfe_vs_metric(summary, p, key, key.replace("_", " "), context=context),
+            )
         )
     if all("nfe_forward" in d for d in data.values()):
-        figures.append(("nfe_training", lambda p: plots.nfe_over_training(data, p)))
+        figures.append(("nfe_training", lambda p: plots.nfe_over_training(data, p, context=context)))
     if all("step_t" in d for d in data.values()):
         pair = {m: data[m] for m in ("vanilla", "ernode", "ernsde") if m in data}
-        figures.append(("step_sizes", lambda p: plots.step_traces(pair or data, p)))
+        figures.append(("step_sizes", lambda p: plots.step_traces(pair or data, p, context=context)))
     lines = []
     for fig_name, draw in figures:
         file = f"{name}_{fig_name}.png"

@@ -81,8 +81,15 @@ def run(
         "task": task_settings,
     }
     figures = [
-        *plots.ode_figures(summary, plot_data),
-        lambda p: plots.trajectories(task.ts, task.ys, preds, p),
+        *plots.ode_figures(summary, plot_data, context=plan.describe()),
+        lambda p: plots.trajectories(
+            task.ts,
+            task.ys,
+            preds,
+            p,
+            context=plan.describe(),
+            data_label=f"training data ({len(task.ts)} points)",
+        ),
     ]
     table = format_table(summary, f"spiral neural ODE — {plan.describe()}")
     return publish(out, "spiral", summary, settings, table, zip(OUTPUT_FILES, figures), plot_data, store)

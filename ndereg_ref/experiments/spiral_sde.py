@@ -266,9 +266,11 @@ def run(
         "eval_paths": preset["n_eval_paths"],
     }
     figures = [
-        lambda p: plots.loss_curves(plot_data, p, ylabel="moment-matching loss"),
-        lambda p: plots.nfe_bars(summary, p),
-        lambda p: plots.sample_paths(data.ts, bands, data.mean, np.sqrt(data.var), p),
+        lambda p: plots.loss_curves(plot_data, p, ylabel="moment-matching loss", context=plan.describe()),
+        lambda p: plots.nfe_bars(summary, p, context=plan.describe()),
+        lambda p: plots.sample_paths(
+            data.ts, bands, data.mean, np.sqrt(data.var), p, context=plan.describe()
+        ),
     ]
     table = format_table(summary, f"spiral neural SDE — {plan.describe()}") + _path_table(summary)
     # plot_data: per method, the first seed's curves, bands and the per-path evaluation
