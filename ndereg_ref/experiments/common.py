@@ -277,9 +277,11 @@ def aggregate(runs: dict) -> dict:
 
 
 def format_table(summary: dict, title: str) -> str:
-    """A Markdown table: mean ± std per metric, and NFE / time ratios to vanilla."""
+    """A Markdown table: mean ± std per metric over seeds (the value alone when there is one seed, where a
+    std of 0 would only look like certainty), and NFE / time ratios to vanilla."""
     methods = list(summary)
     cols = [(k, name, fmt) for k, name, fmt in METRICS if k in summary[methods[0]]]
+    several = any(len(summary[m][k].get("values", ())) > 1 for m in methods for k, _, _ in cols)
     head = ["method"] + [c[1] for c in cols] + ["pred. NFE ×", "pred. time ×", "train time ×"]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in methods:
@@ -287,7 +289,8 @@ def format_table(summary: dict, title: str) -> str:
         for k, _, fmt in cols:
             mean, std = summary[m][k]["mean"], summary[m][k]["std"]
             scale = 1e3 if k == "prediction_time_s" else 1.0
-            row.append(f"{fmt.format(mean * scale)} ± {fmt.format(std * scale)}")
+            value = fmt.format(mean * scale)
+            row.append(f"{value} ± {fmt.format(std * scale)}" if several else value)
         r = summary[m].get("ratios_to_vanilla", {})
         for k in ("prediction_nfe", "prediction_time_s", "train_time_s"):
             row.append(f"{r[k]:.3f}" if r.get(k) is not None else "–")
