@@ -59,10 +59,7 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message):
-        print(
-            f"{self.prog}: error: {' '.join(str(message).split())} (see {self.prog} --help)", file=sys.stderr
-        )
-        raise SystemExit(2)
+        raise SystemExit(_fail(self.prog, f"{message} (see {self.prog} --help)"))
 
 
 def _parse(ap: argparse.ArgumentParser, argv):

@@ -342,10 +342,6 @@ def sde_local_regularization(
 
     Returns ``(r, LocalSDESample)``.
     """
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError("rng must be a numpy.random.Generator (every draw takes an explicit generator)")
-    if sampling not in SAMPLINGS:
-        raise ValueError(f"unknown sampling {sampling!r}; expected one of {SAMPLINGS}")
     tab = get_sde_tableau(info.method)
     if tab is None:
         raise ValueError("local regularization needs an error estimate: use an SRI/SRA method, not 'em'")

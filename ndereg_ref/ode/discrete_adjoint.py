@@ -134,7 +134,7 @@ class _ReverseStep:
                 Kb[: w.size] += h * np.outer(w, g_ys[i])
         cs = slice(0, n if ctx.opts.n_control is None else ctx.opts.n_control)  # elements under step control
         if g_E[j] != 0:
-            atol_c = ctx.opts.atol[cs] if np.ndim(ctx.opts.atol) else ctx.opts.atol
+            atol_c = ctx.opts.atol_control
             dK, dy, dyn = error_norm_vjp(tab, K[:, cs], h, y[cs], y_new[cs], ctx.opts.rtol, atol_c, g_E[j])
             Kb[:s, cs] += dK
             yb[cs] += dy

@@ -9,7 +9,7 @@ arguments (docs/design.md §2–§3) and returns the options with the validated 
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import autograd.numpy as anp
 import numpy as np
@@ -92,10 +92,6 @@ class SolveOptions:
             tableau = conv.resolve_tableau(tableau)
         opts = cls(tableau, conv, float(rtol), atol, first_step, max_step, max_steps, stiffness, n_control)
         return opts, t0, t1, y0, t_eval
-
-    def replace(self, **changes) -> SolveOptions:
-        """A copy with some options changed (e.g. the tolerances of a continuous adjoint's backward solve)."""
-        return replace(self, **changes)
 
     @property
     def atol_control(self):
