@@ -60,16 +60,26 @@ class DenseOutput:
     """Continuous solution y(t) over the span, from the accepted steps' continuous extensions.
 
     Calling it evaluates the tableau's own interpolant (tableaus module docstring) on the step containing
-    t.  Extra stages (Hermite end-derivative of non-FSAL methods, DOP853's three) are evaluated lazily and
-    counted in ``nfev`` (separately from the solve's ``nfev``).
+    t; :meth:`derivative` is the interpolant's time derivative and :meth:`evaluate` diffrax's
+    ``evaluate(t0, t1)``.  Extra stages (Hermite end-derivative of non-FSAL methods, DOP853's three) are
+    evaluated lazily and counted in ``nfev`` (separately from the solve's ``nfev``).
+
+    At a step end τ the value is that of the step ending at τ in integration order (scipy's
+    ``OdeSolution`` segment rule; the interpolant is continuous there to rounding).  Outside the span a
+    ValueError is raised unless ``extrapolate`` is True, when the first or last step's polynomial is
+    continued (what scipy's ``OdeSolution`` does).
     """
 
-    def __init__(self, f, tableau: Tableau, records: Sequence, extended: dict, shape, t_span, constant=None):
+    def __init__(
+        self, f, tableau: Tableau, records: Sequence, extended: dict, shape, t_span, constant=None,
+        extrapolate: bool = False,
+    ):  # fmt: skip
         self._f, self.tableau, self._shape = f, tableau, shape
         self._constant = constant  # the state of a solve without steps (t0 == t1 or a size-0 state)
         self._steps = list(records)
         self._ext = {j: np.asarray(getval(v)) for j, v in extended.items()}
         self.t_span = t_span
+        self.extrapolate = extrapolate
         self.nfev = 0
         t0, t1 = t_span
         self._direction = 1.0 if t1 > t0 else -1.0
@@ -94,27 +104,76 @@ class DenseOutput:
             self._ext[j] = np.asarray(K_ext)
         return self._ext[j]
 
-    def __call__(self, t):
+    def _times(self, t):
         t = np.asarray(t, dtype=float)
+        if not np.all(np.isfinite(t)):
+            raise ValueError(f"dense output requested at a non-finite time {t.tolist()!r}")
         t0, t1 = self.t_span
         lo, hi = min(t0, t1), max(t0, t1)
-        if not np.all(np.isfinite(t)):
-            raise ValueError(f"dense output requested at a non-finite time {float(t)!r}")
-        if np.any(t < lo) or np.any(t > hi):
-            raise ValueError(f"dense output requested outside the solved span {self.t_span}")
+        if not self.extrapolate and (np.any(t < lo) or np.any(t > hi)):
+            raise ValueError(
+                f"dense output requested outside the solved span {self.t_span} "
+                "(set extrapolate=True to continue the first or last step's polynomial)"
+            )
+        return t
+
+    def _segment(self, tt, side="left"):
+        j = int(np.searchsorted(self._ends, tt * self._direction, side=side))
+        return min(j, len(self._steps) - 1)
+
+    def _eval(self, t, one, side="left"):
+        t = self._times(t)
         scalar = t.ndim == 0
-        if not self._steps:
-            value = np.array(self._constant)
-            return value if scalar else np.stack([value.copy() for _ in np.atleast_1d(t)])
         out = []
         for tt in np.atleast_1d(t):
-            j = min(int(np.searchsorted(self._ends, tt * self._direction, side="left")), len(self._steps) - 1)
-            s = self._steps[j]
-            y = np.reshape(s.y, -1)
-            value = dense_value(
-                self.tableau, y, s.h, self._stages(j), (tt - s.t) / s.h, np.reshape(s.y_new, -1)
-            )
-            if tt == s.t:
-                value = y
-            out.append(np.reshape(value, self._shape))
+            if not self._steps:
+                out.append(one(None, None, tt))
+                continue
+            j = self._segment(float(tt), side)
+            out.append(np.reshape(one(j, self._steps[j], float(tt)), self._shape))
         return out[0] if scalar else np.stack(out)
+
+    def _value(self, j, s, tt):
+        if s is None:
+            return np.array(self._constant)
+        y = np.reshape(s.y, -1)
+        if tt == s.t:
+            return y
+        theta = (tt - s.t) / s.h
+        return dense_value(self.tableau, y, s.h, self._stages(j), theta, np.reshape(s.y_new, -1))
+
+    def __call__(self, t):
+        """y(t) for a time or an array of times: shape ``y0.shape`` or (len(t), *y0.shape)."""
+        return self._eval(t, self._value)
+
+    def derivative(self, t, left: bool = True):
+        """dy/dt of the interpolant at t (diffrax's ``Solution.derivative``), from each tableau's
+        continuous extension (:meth:`~ndereg_ref.ode.tableaus.Tableau.dense_derivative`): Σ_i w_i'(θ) K_i.
+
+        The interpolant is only C⁰ across step ends, so at a step end ``left`` picks the one-sided
+        derivative: the limit from smaller times (True, diffrax's default) or from larger times.  A solve
+        without steps (t0 == t1) has derivative f(t0, y0).
+        """
+
+        def slope(j, s, tt):
+            if s is None:
+                self.nfev += 1
+                flat = np.reshape(np.asarray(self._constant), -1)
+                return np.reshape(np.asarray(getval(self._f(self.t_span[0], flat))), self._shape)
+            theta = (tt - s.t) / s.h
+            K_ext = self._stages(j)
+            return self.tableau.dense_derivative(
+                np.reshape(s.y, -1), s.h, K_ext, theta, np.reshape(s.y_new, -1)
+            )
+
+        # the limit from smaller times lies in the step ending at t forwards, starting at t backwards
+        side = "left" if left == (self._direction > 0) else "right"
+        return self._eval(t, slope, side)
+
+    def evaluate(self, t0, t1=None, left: bool = True):
+        """diffrax's ``Solution.evaluate``: y(t0), or y(t1) − y(t0) when ``t1`` is given.  ``left`` is
+        accepted for diffrax compatibility; the interpolant is continuous, so it changes nothing but the
+        step whose polynomial is used at a step end (values equal to rounding)."""
+        side = "left" if left == (self._direction > 0) else "right"
+        y0 = self._eval(t0, self._value, side)
+        return y0 if t1 is None else self._eval(t1, self._value, side) - y0

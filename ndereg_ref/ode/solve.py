@@ -257,7 +257,8 @@ class Solution:
     nfev, n_accepted, n_rejected : counts, NFE as the convention's library reports it (docs/design.md §3).
     R_E, R_S : Σ_j E_j|h_j| and Σ_j S_j|h_j| over accepted steps (docs/design.md §5; R_S is None without a
         stiffness pair).
-    sol : :class:`DenseOutput`, ``sol(t)`` for any t in the span.
+    sol : :class:`DenseOutput`, ``sol(t)`` for any t in the span; ``sol.derivative(t)``; ``evaluate(t0, t1)``
+        and ``derivative(t)`` are also methods of the solution, as in diffrax.
     method, convention : tableau name actually used and convention name.
     """
 
@@ -285,6 +286,14 @@ class Solution:
         """t0 followed by the end time of every accepted step."""
         acc = self.accepted_steps
         return np.array([self.t_span[0]] + [s.t_new for s in acc])
+
+    def evaluate(self, t0, t1=None, left: bool = True):
+        """diffrax-style: y(t0) from the dense output, or y(t1) − y(t0) (:meth:`DenseOutput.evaluate`)."""
+        return self.sol.evaluate(t0, t1, left=left)
+
+    def derivative(self, t, left: bool = True):
+        """diffrax-style: dy/dt of the dense output at t (:meth:`DenseOutput.derivative`)."""
+        return self.sol.derivative(t, left=left)
 
     def __repr__(self) -> str:
         return (

@@ -152,6 +152,39 @@ class Tableau:
             acc = (acc + Fk) * (theta if i % 2 == 0 else 1 - theta)
         return acc + y
 
+    def dense_derivative(self, y, h, K_ext, theta, y_new=None):
+        """Time derivative of the dense output, d/dt y(t_n + θh) = (1/h) d/dθ :meth:`dense_eval`.
+
+        Weight form: Σ_i w_i'(θ) K_i with w'(θ) = P (k θ^{k−1})_k.  DOP853's nested form is differentiated
+        bracket by bracket (the product rule on acc ← (acc + F)·m(θ), m ∈ {θ, 1 − θ}), so the derivative
+        is the one of the polynomial :meth:`dense_eval` evaluates.  It is the derivative of the
+        interpolant, not f(t, y(t)): the two agree to the interpolant's order inside a step, and exactly at
+        θ = 0 (and θ = 1 for FSAL pairs and Hermite extensions) when the interpolant matches the end slopes.
+        """
+        n_ext = self.dense_P.shape[0]
+        if np.ndim(K_ext) != 2 or np.shape(K_ext)[0] != n_ext:
+            raise ValueError(
+                f"{self.name}: dense output needs the {n_ext} extended stages as an ({n_ext}, n) array, "
+                f"got shape {np.shape(K_ext)}"
+            )
+        if self.dense_D is None:
+            degree = self.dense_P.shape[1]
+            k = np.arange(1, degree + 1)
+            dpowers = k * theta ** (k - 1)
+            return anp.dot(K_ext.T, self.dense_P @ dpowers)
+        s = self.n_stages
+        if y_new is None:
+            y_new = y + h * anp.dot(K_ext[: s - 1].T, self.b[:-1])
+        delta = y_new - y
+        F = [delta, h * K_ext[0] - delta, 2 * delta - h * (K_ext[s - 1] + K_ext[0])]
+        FD = h * anp.dot(self.dense_D, K_ext)
+        F.extend(FD[r] for r in range(FD.shape[0]))
+        acc, dacc = 0.0, 0.0
+        for i, Fk in enumerate(reversed(F)):
+            m, dm = (theta, 1.0) if i % 2 == 0 else (1 - theta, -1.0)
+            acc, dacc = (acc + Fk) * m, dacc * m + (acc + Fk) * dm
+        return dacc / h
+
     def __repr__(self) -> str:
         lit = "" if self.literals is None else f", literals={self.literals!r}"
         return (
