@@ -240,7 +240,7 @@ def test_sweep_records_adjoint_states():
         max_steps=10000,
     )  # fmt: skip
     theta, _ = flatten_params(PARAMS)
-    _solve_primitive(Y0.reshape(-1), theta, ctx)
+    _solve_primitive(Y0.reshape(-1), theta, ctx.ts, ctx)
     g = np.zeros((2, Y0.size))
     g[-1] = 1.0  # L = Σ y(t1)
     sweep = nr.discrete_adjoint_sweep(

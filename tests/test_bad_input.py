@@ -64,9 +64,11 @@ def test_atol_wrong_shape():
         nr.solve_ivp(decay, (0, 1), np.ones(2), atol=np.ones(3))
 
 
-def test_empty_span_is_refused_by_odeint():
+def test_repeated_output_time_is_refused_by_odeint():
+    """t0 == t1 (all times equal) is allowed (tests/test_time_gradients.py); a time repeated inside a
+    span is not (torchdiffeq requires strictly increasing or decreasing ts)."""
     with pytest.raises(ValueError, match="strictly monotonic"):
-        nr.odeint(lambda t, y, p: -p * y, np.ones(1), [1.0, 1.0], 1.0)
+        nr.odeint(lambda t, y, p: -p * y, np.ones(1), [0.0, 1.0, 1.0], 1.0)
 
 
 def test_complex_y0_is_refused_by_the_adjoints():

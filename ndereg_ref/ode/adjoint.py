@@ -30,14 +30,15 @@ import autograd.numpy as anp
 import numpy as np
 from autograd import make_vjp
 from autograd.extend import defvjp_argnums, primitive
-from autograd.tracer import getval
+from autograd.tracer import Box, getval
 
 from .continuous_adjoint import continuous_adjoint
 from .control import get_convention
+from .dense import extend_stages
 from .discrete_adjoint import AdjointStepRecord, AdjointSweep, discrete_adjoint_sweep
 from .options import SolveOptions, flat_field
 from .params import ParamSpec, flatten_params
-from .solve import Solution, integrate, solution_from_result
+from .solve import Solution, integrate, solution_from_result, trivial_solution
 from .tableaus import TABLEAUS
 
 __all__ = [
@@ -82,6 +83,8 @@ class AdjointContext:
     y0: object = None
     stats: dict = field(default_factory=lambda: {"nfev_forward": 0, "n_vjp": 0, "nfev_backward": 0})
     info: Solution | None = None
+    want_t_bar: bool = False  # set by the backward pass when ∂L/∂ts is requested
+    t_bar: float = 0.0  # Σ over the f evaluations of k̄ᵀ ∂f/∂t (accumulated by vjp_f when want_t_bar)
 
     @property
     def tableau(self):
@@ -105,28 +108,86 @@ class AdjointContext:
         return res, f
 
     def vjp_f(self, t, y, v):
-        """(∂f/∂y)ᵀv and (∂f/∂θ)ᵀv at (t, y) on flat vectors; one call = one VJP."""
+        """(∂f/∂y)ᵀv and (∂f/∂θ)ᵀv at (t, y) on flat vectors; one call = one VJP.  When ``want_t_bar``
+        is set, vᵀ∂f/∂t is also added to ``t_bar`` (autograd's, the field's ``vjp_t``, or 0 for a field
+        marked ``autonomous``)."""
         self.stats["n_vjp"] += 1
         params = self.spec.unflatten(self.theta)
         fun_vjp = getattr(self.fun, "vjp", None)
         if fun_vjp is not None:
             yb, pb = fun_vjp(t, np.reshape(y, self.shape), params, np.reshape(v, self.shape))
+            if self.want_t_bar:
+                self.t_bar += self._field_time_vjp(t, y, params, v)
             return np.reshape(yb, -1), self.spec.flatten_plain(pb)
         n = y.size
+        with_t = self.want_t_bar and not getattr(self.fun, "autonomous", False)
 
         def g(z):
-            out = self.fun(t, anp.reshape(z[:n], self.shape), self.spec.unflatten(z[n:]))
+            t_z = z[-1] if with_t else t
+            zz = z[:-1] if with_t else z
+            out = self.fun(t_z, anp.reshape(zz[:n], self.shape), self.spec.unflatten(zz[n:]))
             return anp.reshape(out, (-1,))
 
+        z0 = np.concatenate([y, self.theta, [float(t)]] if with_t else [y, self.theta])
         try:
-            vjp, _ = make_vjp(g)(np.concatenate([y, self.theta]))
+            vjp, _ = make_vjp(g)(z0)
             zb = vjp(v)
         except (TypeError, ValueError, NotImplementedError) as exc:
             raise TypeError(
                 "could not differentiate the vector field with autograd (write it with autograd.numpy, "
                 f"or give it a .vjp(t, y, params, v) method): {exc}"
             ) from exc
+        if with_t:
+            self.t_bar += float(zb[-1])
+            zb = zb[:-1]
         return zb[:n], zb[n:]
+
+    def _field_time_vjp(self, t, y, params, v):
+        """vᵀ ∂f/∂t for a field with its own ``.vjp``: 0 if it says ``autonomous = True``, else its
+        ``vjp_t(t, y, params, v)``."""
+        if getattr(self.fun, "autonomous", False):
+            return 0.0
+        vjp_t = getattr(self.fun, "vjp_t", None)
+        if vjp_t is None:
+            raise TypeError(
+                "the gradient with respect to ts[0] needs vᵀ∂f/∂t: the field has a .vjp but no "
+                ".vjp_t(t, y, params, v); add one, or set fun.autonomous = True if f does not depend on t"
+            )
+        return float(vjp_t(t, np.reshape(y, self.shape), params, np.reshape(v, self.shape)))
+
+    def output_time_cotangents(self, g_ys):
+        """∂L/∂ts of the frozen-grid map (docs/design.md §6.1): for i ≥ 1, ḡ_iᵀ P_j'(ts[i]) with P_j the
+        dense interpolant of the step that holds ts[i]; ts[0] gets −Σ_{i≥1} of those (the grid moves with
+        t0) plus ``t_bar``, the explicit time dependence of every f evaluation.  Call after the sweep."""
+        res, tab = self.result, self.tableau
+        n = int(np.prod(self.shape))
+        ts_bar = np.zeros(len(self.ts))
+        acc = [res.records[i] for i in res.accepted_index]
+        f_plain = None
+        for i, sv in enumerate(res.saves):
+            if sv.kind == "y0" or not np.any(g_ys[i]):
+                continue
+            rec = acc[sv.step]
+            K_ext = res.extended_stages.get(sv.step)
+            if K_ext is None:
+                if f_plain is None:
+                    f_plain = self.field(self.spec.unflatten(self.theta))
+                K = np.reshape(rec.stages, (tab.n_stages, n))
+                y_, yn_ = np.reshape(rec.y, -1), np.reshape(rec.y_new, -1)
+                K_ext, n_new = extend_stages(f_plain, tab, rec.t, y_, rec.h, K, rec.t_new, yn_)
+                res.extended_stages[sv.step] = K_ext
+                self.stats["nfev_backward"] += n_new
+            theta = 1.0 if sv.kind == "end" else sv.theta
+            slope = tab.dense_derivative(
+                np.reshape(rec.y, -1),
+                rec.h,
+                np.reshape(getval(K_ext), (-1, n)),
+                theta,
+                np.reshape(rec.y_new, -1),
+            )
+            ts_bar[i] = float(np.dot(g_ys[i], slope))
+        ts_bar[0] += -np.sum(ts_bar[1:]) + self.t_bar
+        return ts_bar
 
 
 def _default_adjoint_atol(atol):
@@ -141,7 +202,7 @@ def make_context(fun, y0, ts, params, *, adjoint="discrete", adjoint_rtol=None, 
     max_steps, stiffness, n_control).  Returns an :class:`AdjointContext`."""
     if adjoint not in ADJOINTS:
         raise ValueError(f"unknown adjoint {adjoint!r}; expected one of {ADJOINTS}")
-    ts = np.asarray(ts, dtype=float)
+    ts = np.asarray(getval(ts), dtype=float)
     if ts.ndim != 1 or ts.size < 2:
         raise ValueError("ts must be a 1-D array of at least two times (ts[0] = t0, ts[-1] = t1)")
     if not np.all(np.isfinite(ts)):
@@ -174,8 +235,9 @@ def _pack(res):
 
 
 @primitive
-def _solve_primitive(y0_flat, theta, ctx):
-    """Forward solve on plain arrays; records what the backward pass needs in ``ctx``."""
+def _solve_primitive(y0_flat, theta, ts, ctx):
+    """Forward solve on plain arrays; records what the backward pass needs in ``ctx``.  ``ts`` is only a
+    handle for ∂L/∂ts (its values are ``ctx.ts``)."""
     res, f = ctx.run_forward(y0_flat, theta)
     ctx.result, ctx.theta, ctx.y0 = res, np.asarray(theta), np.asarray(y0_flat)
     ctx.stats["nfev_forward"] += res.nfev
@@ -184,7 +246,8 @@ def _solve_primitive(y0_flat, theta, ctx):
 
 
 def _solve_vjp(argnums, ans, args, kwargs):
-    ctx = args[2]
+    ctx = args[3]
+    ctx.want_t_bar = 2 in argnums
 
     def vjp(g):
         n_out = len(ctx.result.outputs) * int(np.prod(ctx.shape))
@@ -193,8 +256,10 @@ def _solve_vjp(argnums, ans, args, kwargs):
         g_E = g[n_out : n_out + n_acc]
         g_S = g[n_out + n_acc :]
         if ctx.adjoint == "discrete":
+            ctx.t_bar = 0.0
             sweep = discrete_adjoint_sweep(ctx, g_ys, g_E, g_S)
             y0_bar, theta_bar = sweep.y0_bar, sweep.theta_bar
+            ts_bar = ctx.output_time_cotangents(g_ys) if ctx.want_t_bar else None
         else:
             if np.any(g_E != 0) or np.any(g_S != 0):
                 raise ValueError(
@@ -204,6 +269,8 @@ def _solve_vjp(argnums, ans, args, kwargs):
                 )
             y0_bar, theta_bar = continuous_adjoint(ctx, g_ys)
         grads = {0: y0_bar, 1: theta_bar}
+        if ctx.want_t_bar:
+            grads[2] = ts_bar
         return tuple(grads[i] for i in argnums)
 
     return vjp
@@ -245,13 +312,31 @@ def _regularizer_sums(ctx, E, S, e_variant, s_variant):
     return R_E, R_S
 
 
-def _run(ctx: AdjointContext, y0, params):
-    """The forward solve of ``ctx`` from (y0, params): (ys, E_j, S_j) as autograd-traceable arrays."""
+def _traced(x):
+    return isinstance(x, Box) or (isinstance(x, (list, tuple)) and any(isinstance(v, Box) for v in x))
+
+
+def _ts_handle(ctx, ts):
+    """``ts`` as a traced flat array when autograd differentiates with respect to it, else ``ctx.ts``."""
+    if ts is None or not _traced(ts):
+        return ctx.ts
+    return anp.reshape(ts if isinstance(ts, Box) else anp.array(ts), (-1,)) * 1.0
+
+
+def _run(ctx: AdjointContext, y0, params, ts=None):
+    """The forward solve of ``ctx`` from (y0, params): (ys, E_j, S_j) as autograd-traceable arrays
+    (differentiable in ``ts`` too with the discrete adjoint)."""
     y0_flat = anp.reshape(y0 if not isinstance(getval(y0), (list, tuple)) else np.asarray(y0, float), (-1,))
     y0_flat = y0_flat * 1.0  # ints → floats without breaking the trace
     theta, _ = flatten_params(params)
     n_out = len(ctx.ts)
     size = int(np.prod(ctx.shape))
+    ts_handle = _ts_handle(ctx, ts)
+    if isinstance(ts_handle, Box) and ctx.adjoint != "discrete":
+        raise NotImplementedError(
+            "gradients with respect to ts are computed by the discrete adjoint only "
+            f"(adjoint={ctx.adjoint!r}); use adjoint='discrete'"
+        )
     if ctx.adjoint == "tape":
         res, f = ctx.run_forward(y0_flat, theta)
         ctx.result = res
@@ -261,7 +346,7 @@ def _run(ctx: AdjointContext, y0, params):
         E = anp.stack(res.E) if res.E else anp.zeros(0)
         S = anp.stack(res.S) if res.S else anp.zeros(0)
         return ys, E, S
-    out = _solve_primitive(y0_flat, theta, ctx)
+    out = _solve_primitive(y0_flat, theta, ts_handle, ctx)
     n_acc = len(ctx.result.E)
     ys = anp.reshape(out[: n_out * size], (n_out, *ctx.shape))
     E = out[n_out * size : n_out * size + n_acc]
@@ -298,8 +383,11 @@ def odeint(
     (for auxiliary integral states, docs/design.md §5).  ``adjoint_rtol``/``adjoint_atol``: tolerances of the
     backward solves of the continuous adjoints (default: the forward ones).
 
-    A single output time returns ``y0[None]`` without integrating (torchdiffeq's ``odeint`` does the same;
-    the gradient is the identity in y0 and zero in params).  Defaults differ from torchdiffeq's
+    A single output time, or ts whose times are all equal (t0 == t1, as diffrax allows), returns y0 at
+    each of them without integrating or evaluating f (torchdiffeq's ``odeint`` does the same for one
+    time; the gradient is the identity in y0 and zero in params and ts).  With the discrete adjoint,
+    ``ts`` is differentiable too: ∂L/∂ts of the frozen-grid map (docs/design.md §6.1).  Defaults differ
+    from torchdiffeq's
     (rtol 1e-7, atol 1e-9): here rtol = atol = 1e-6, the papers' training tolerance order.
 
     Example
@@ -310,14 +398,6 @@ def odeint(
     >>> round(float(g), 5)   # d/dθ e^{−θ} = −e^{−0.5}
     -0.60653
     """
-    ts_arr = np.asarray(getval(ts), dtype=float) if np.ndim(getval(ts)) == 1 else None
-    if ts_arr is not None and ts_arr.size == 1:
-        if not np.isfinite(ts_arr[0]):
-            raise ValueError(f"ts must be finite, got ts[0] = {float(ts_arr[0])!r}")
-        y0_val = np.asarray(getval(y0))
-        if y0_val.dtype.kind not in "fiub" or not np.all(np.isfinite(y0_val)) or y0_val.size == 0:
-            raise ValueError("y0 must be a non-empty, finite, real array")
-        return anp.reshape(y0, (1, *np.shape(y0_val))) * 1.0
     ys, _, _, _ = odeint_regularized(
         fun, y0, ts, params, method=method, convention=convention, rtol=rtol, atol=atol, adjoint=adjoint,
         first_step=first_step, max_step=max_step, max_steps=max_steps, stiffness=stiffness,
@@ -364,16 +444,46 @@ def odeint_regularized(
         raise ValueError(f"unknown e_variant {e_variant!r}; expected one of {E_VARIANTS}")
     if s_variant not in S_VARIANTS:
         raise ValueError(f"unknown s_variant {s_variant!r}; expected one of {S_VARIANTS}")
+    trivial = _no_integration(fun, y0, ts, params, method=method, convention=convention, rtol=rtol,
+                              atol=atol, stiffness=stiffness)  # fmt: skip
+    if trivial is not None:
+        return trivial
     ctx = make_context(
         fun, y0, ts, params, adjoint=adjoint, adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
         method=method, convention=convention, rtol=rtol, atol=atol, first_step=first_step,
         max_step=max_step, max_steps=max_steps, stiffness=stiffness, n_control=n_control,
     )  # fmt: skip
-    ys, E, S = _run(ctx, y0, params)
+    ys, E, S = _run(ctx, y0, params, ts)
     R_E, R_S = _regularizer_sums(ctx, E, S, e_variant, s_variant)
     info = ctx.info
     info.stats = ctx.stats
     return ys, R_E, R_S, info
+
+
+def _no_integration(fun, y0, ts, params, **solver):
+    """ts with one time, or with every time equal (t0 == t1): nothing to integrate.  Returns
+    ``(ys, R_E, R_S, info)`` with ys = y0 at every time (traceable: identity in y0), R_E = 0, R_S = 0
+    (None without a stiffness pair) and a solution without steps and without any f evaluation; None
+    when there is something to integrate."""
+    ts_val = np.asarray(getval(ts), dtype=float)
+    if ts_val.ndim != 1 or ts_val.size == 0:
+        raise ValueError("ts must be a non-empty 1-D array of times (ts[0] = t0, ts[-1] = t1)")
+    if not np.all(np.isfinite(ts_val)):
+        i = int(np.argmin(np.isfinite(ts_val)))
+        raise ValueError(f"ts must be finite, got ts[{i}] = {float(ts_val[i])!r}")
+    if ts_val.size > 1 and not np.all(ts_val == ts_val[0]):
+        return None
+    t0 = float(ts_val[0])
+    opts, _, _, y0_val, _ = SolveOptions.prepare((t0, t0), y0, ts_val, allow_empty=True, **solver)
+    if y0_val.size == 0:
+        raise ValueError("y0 is empty")
+    flatten_params(params)  # validates params as a real solve would
+    y0_arr = y0 if isinstance(y0, Box) else np.asarray(y0_val)
+    ys = anp.stack([anp.reshape(y0_arr, y0_val.shape) * 1.0 for _ in ts_val])
+    info = trivial_solution(None, y0_val, t0, t0, ts_val, opts.tableau, opts.convention)
+    info.stats = {"nfev_forward": 0, "n_vjp": 0, "nfev_backward": 0}
+    R_S = None if opts.tableau.stiffness_pair is None else 0.0
+    return ys, 0.0, R_S, info
 
 
 def frozen_grid_solve(
@@ -398,8 +508,14 @@ def frozen_grid_solve(
     and plain-NumPy evaluable, so tests take central differences of it.  ``rtol``, ``atol``, ``stiffness``
     must be those of the solve that produced ``info``.  ``tableau``: replay with another tableau than the
     solve's (e.g. the same pair with another library's rounding of the error weights).
+
+    The grid is anchored at ``ts[0]``: with ts[0] moved by δ every grid time moves by δ (the step sizes
+    are the frozen quantities), and each output ts[i] is read from the grid step that contains it — the
+    map whose ∂/∂ts the discrete adjoint computes (docs/design.md §6.1).
     """
-    frozen = [(s.t, s.h, s.t_new) for s in info.accepted_steps]
+    # The grid is anchored at ts[0]: moving t0 moves every grid time by the same amount (h_j frozen).
+    shift = float(np.asarray(getval(ts), dtype=float)[0]) - float(info.t_span[0])
+    frozen = [(s.t + shift, s.h, s.t_new + shift) for s in info.accepted_steps]
     if tableau is None:
         tableau = get_convention(info.convention).resolve_tableau(TABLEAUS[info.method])
     ctx = make_context(
@@ -408,6 +524,11 @@ def frozen_grid_solve(
     )  # fmt: skip
     theta, _ = flatten_params(params)
     res, _ = ctx.run_forward(anp.reshape(y0, (-1,)) * 1.0, theta, frozen_steps=frozen)
+    if len(res.outputs) != len(ctx.ts):
+        raise ValueError(
+            f"ts[-1] = {float(ctx.ts[-1])!r} lies beyond the frozen grid, which ends at "
+            f"{float(frozen[-1][2])!r}: the frozen-grid map reads each output from a step of the grid"
+        )
     ctx.result = res
     ys = anp.stack([anp.reshape(o, ctx.shape) for o in res.outputs])
     E = anp.stack(res.E)
@@ -437,7 +558,7 @@ def inspect_adjoint(
     kw = {"method": "tsit5", "convention": "ordinarydiffeq", "rtol": 1e-6, "atol": 1e-6, **solver_kw}
     ctx = make_context(fun, y0, ts, params, adjoint="discrete", **kw)
     theta, _ = flatten_params(params)
-    _solve_primitive(np.reshape(np.asarray(y0, dtype=float), -1), getval(theta), ctx)
+    _solve_primitive(np.reshape(np.asarray(y0, dtype=float), -1), getval(theta), ctx.ts, ctx)
     n_acc = len(ctx.result.E)
     hs = np.array([abs(ctx.result.records[i].h) for i in ctx.result.accepted_index])
     g_E = hs if isinstance(E_cotangent, str) else np.broadcast_to(np.asarray(E_cotangent, float), (n_acc,))

@@ -157,6 +157,8 @@ class DenseOutput:
 
         def slope(j, s, tt):
             if s is None:
+                if self._f is None:
+                    raise ValueError("this solution has no vector field to evaluate (odeint without steps)")
                 self.nfev += 1
                 flat = np.reshape(np.asarray(self._constant), -1)
                 return np.reshape(np.asarray(getval(self._f(self.t_span[0], flat))), self._shape)

@@ -357,16 +357,18 @@ def solve_ivp(
     shape = y0.shape
     f = flat_field(fun, as_args(args), shape, complex_state=y0.dtype.kind == "c")
     if t0 == t1 or y0.size == 0:
-        return _trivial_solution(f, y0, t0, t1, t_eval, opts.tableau, opts.convention)
+        return trivial_solution(f, y0, t0, t1, t_eval, opts.tableau, opts.convention)
     res = integrate(f, t0, t1, y0.reshape(-1), opts, t_eval=t_eval, shape=shape)
     return solution_from_result(res, f, shape, (t0, t1))
 
 
-def _trivial_solution(f, y0, t0, t1, t_eval, tableau, conv) -> Solution:
+def trivial_solution(f, y0, t0, t1, t_eval, tableau, conv) -> Solution:
     """t0 == t1 or a size-0 state: nothing to integrate.  As scipy's RK solvers do (``OdeSolver.step``
     finishes at once when ``n == 0 or t == t_bound``): f(t0, y0) is evaluated once (nfev = 1), there are
-    no steps, and the outputs are t0 and t1 (both t0 if the span is empty) or the ``t_eval`` points."""
-    f(t0, y0.reshape(-1))
+    no steps, and the outputs are t0 and t1 (both t0 if the span is empty) or the ``t_eval`` points.
+    ``f=None`` (odeint, as torchdiffeq): no evaluation, nfev = 0."""
+    if f is not None:
+        f(t0, y0.reshape(-1))
     ts = np.array([t0, t1]) if t_eval is None else np.asarray(t_eval, dtype=float)
     ys = np.stack([y0.copy() for _ in ts])
     dense = DenseOutput(f, tableau, [], {}, y0.shape, (t0, t1), constant=y0)
@@ -375,7 +377,7 @@ def _trivial_solution(f, y0, t0, t1, t_eval, tableau, conv) -> Solution:
         ts=ts,
         ys=ys,
         steps=[],
-        nfev=1,
+        nfev=0 if f is None else 1,
         n_accepted=0,
         n_rejected=0,
         R_E=0.0,
