@@ -285,26 +285,42 @@ def test_adjoint_gradients_match_backprop_on_cubic_oscillator(adjoint):
 # --------------------------------------------------------------------------------------------------
 
 
+def _pair_field(prob):
+    """torchdiffeq's TestCollectionState field: the problem applied to each member of a tuple state."""
+    return lambda t, y, p: (prob.f(t, y[0], p), prob.f(t, y[1], p))
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_collection_state_solved_exactly_on_constant_problem(method):
-    """torchdiffeq TestCollectionState.test_forward (float64, eps 1e-12): the pair (y0, y0) solved as one
-    state (here stacked, shape (2,)) with the constant problem's field applied to each member reproduces the
-    exact linear solution in both members to 1e-12."""
+    """torchdiffeq TestCollectionState.test_forward (float64, eps 1e-12): the tuple state (y0, y0) with the
+    constant problem's field applied to each member comes back as a tuple of two (len(ts), *y0.shape)
+    arrays, each reproducing the exact linear solution to 1e-12."""
     prob, y0, ts, y_true = torchdiffeq_problem("constant")
-    pair = np.stack([y0, y0])
-    ys = _odeint(prob, pair, ts, method)
-    assert ys.shape == (len(ts), 2)
-    assert np.max(np.abs(ys[:, 0] - y_true)) < 1e-12
-    assert np.max(np.abs(ys[:, 1] - y_true)) < 1e-12
+    tol = dict(rtol=1e-12, atol=1e-14) if method == "dop853" else TD_TOL
+    ys = nr.odeint(
+        _pair_field(prob), (y0, y0), ts, prob.params, method=method, convention="torchdiffeq", **tol
+    )
+    assert isinstance(ys, tuple) and len(ys) == 2
+    for member in ys:
+        assert member.shape == (len(ts), *np.shape(y0))
+        assert np.max(np.abs(member - y_true)) < 1e-12
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_collection_state_jacobian_passes_gradcheck(method):
     """torchdiffeq TestCollectionState.test_gradient: the Jacobian of each member's outputs with respect to
-    y0 (fed to both members) matches central finite differences within gradcheck's tolerances."""
+    y0 (fed to both members of the tuple state) matches central finite differences within gradcheck's
+    tolerances."""
     prob, y0, ts, _ = torchdiffeq_problem("constant")
+    tol = dict(rtol=1e-12, atol=1e-14) if method == "dop853" else TD_TOL
     for i in range(2):
-        out = lambda y: _odeint(prob, anp.stack([y, y]), ts, method)[:, i]
+
+        def out(y):
+            ys = nr.odeint(
+                _pair_field(prob), (y, y), ts, prob.params, method=method, convention="torchdiffeq", **tol
+            )
+            return ys[i]
+
         jac = autograd.jacobian(out)(y0)
         assert_allclose(jac, _fd_jacobian(out, y0).reshape(jac.shape), atol=1e-5, rtol=1e-3)
 

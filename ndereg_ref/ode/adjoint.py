@@ -37,7 +37,7 @@ from .control import get_convention
 from .dense import extend_stages
 from .discrete_adjoint import AdjointStepRecord, AdjointSweep, discrete_adjoint_sweep
 from .options import SolveOptions, flat_field
-from .params import ParamSpec, flatten_params
+from .params import ParamSpec, flatten_params, state_spec, tree_field
 from .solve import Solution, integrate, solution_from_result, trivial_solution
 from .tableaus import TABLEAUS
 
@@ -383,6 +383,12 @@ def odeint(
     (for auxiliary integral states, docs/design.md §5).  ``adjoint_rtol``/``adjoint_atol``: tolerances of the
     backward solves of the continuous adjoints (default: the forward ones).
 
+    ``y0`` may also be a tuple, list or dict of arrays (torchdiffeq's tuple states, one level of a
+    diffrax PyTree): ``fun`` then receives and returns that structure, the outputs come back as the same
+    structure with leaves of shape (len(ts), *leaf.shape), and the solve runs on the leaves raveled and
+    concatenated in order (one RMS norm over all of them; ``atol`` may be given per leaf in the same
+    structure; ``n_control`` counts flat elements).
+
     A single output time, or ts whose times are all equal (t0 == t1, as diffrax allows), returns y0 at
     each of them without integrating or evaluating f (torchdiffeq's ``odeint`` does the same for one
     time; the gradient is the identity in y0 and zero in params and ts).  With the discrete adjoint,
@@ -444,6 +450,17 @@ def odeint_regularized(
         raise ValueError(f"unknown e_variant {e_variant!r}; expected one of {E_VARIANTS}")
     if s_variant not in S_VARIANTS:
         raise ValueError(f"unknown s_variant {s_variant!r}; expected one of {S_VARIANTS}")
+    spec = state_spec(y0)
+    if spec is not None:  # a tuple/list/dict state: solve on the flat vector, hand the tree back
+        if state_spec(atol) is not None:
+            atol = spec.flatten(atol, what="atol")
+        ys, R_E, R_S, info = odeint_regularized(
+            tree_field(fun, spec), spec.flatten(y0), ts, params, method=method, convention=convention,
+            rtol=rtol, atol=atol, adjoint=adjoint, first_step=first_step, max_step=max_step,
+            max_steps=max_steps, stiffness=stiffness, e_variant=e_variant, s_variant=s_variant,
+            adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, n_control=n_control,
+        )  # fmt: skip
+        return spec.unflatten_outputs(ys), R_E, R_S, info
     trivial = _no_integration(fun, y0, ts, params, method=method, convention=convention, rtol=rtol,
                               atol=atol, stiffness=stiffness)  # fmt: skip
     if trivial is not None:
@@ -511,8 +528,19 @@ def frozen_grid_solve(
 
     The grid is anchored at ``ts[0]``: with ts[0] moved by δ every grid time moves by δ (the step sizes
     are the frozen quantities), and each output ts[i] is read from the grid step that contains it — the
-    map whose ∂/∂ts the discrete adjoint computes (docs/design.md §6.1).
+    map whose ∂/∂ts the discrete adjoint computes (docs/design.md §6.1).  Structured states as in
+    :func:`odeint`.
     """
+    spec = state_spec(y0)
+    if spec is not None:
+        if state_spec(atol) is not None:
+            atol = spec.flatten(atol, what="atol")
+        ys, R_E, R_S = frozen_grid_solve(
+            tree_field(fun, spec), spec.flatten(y0), ts, params, info, rtol=rtol, atol=atol,
+            stiffness=stiffness, e_variant=e_variant, s_variant=s_variant, n_control=n_control,
+            tableau=tableau,
+        )  # fmt: skip
+        return spec.unflatten_outputs(ys), R_E, R_S
     # The grid is anchored at ts[0]: moving t0 moves every grid time by the same amount (h_j frozen).
     shift = float(np.asarray(getval(ts), dtype=float)[0]) - float(info.t_span[0])
     frozen = [(s.t + shift, s.h, s.t_new + shift) for s in info.accepted_steps]
