@@ -70,8 +70,8 @@ def test_dict_state_and_per_leaf_atol():
     atol = {"x": np.full(2, 1e-8), "v": np.full(2, 1e-4)}
     ys = nr.odeint(f, {"x": np.ones(2), "v": np.zeros(2)}, TS, TH, atol=atol)
     assert list(ys) == ["x", "v"]
-    flat = nr.odeint(lambda t, y, th: anp.concatenate([y[2:], -th[0] * y[:2]]), np.array([1.0, 1, 0, 0]), TS, TH,
-                     atol=np.array([1e-8, 1e-8, 1e-4, 1e-4]))  # fmt: skip
+    flat_f = lambda t, y, th: anp.concatenate([y[2:], -th[0] * y[:2]])  # noqa: E731
+    flat = nr.odeint(flat_f, np.array([1.0, 1, 0, 0]), TS, TH, atol=np.array([1e-8, 1e-8, 1e-4, 1e-4]))
     np.testing.assert_array_equal(np.concatenate([ys["x"], ys["v"]], axis=1), flat)
 
 
