@@ -40,11 +40,13 @@ rerunning the same command resumes from them (--fresh recomputes everything)."""
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
-    """Help that shows each option's default, except where there is none to show (None, False)."""
+    """Help that shows each option's default, except where there is none to show (None, False, flags)."""
 
     def _get_help_string(self, action):
         help_ = action.help or ""
         if "%(default)" in help_ or "default:" in help_ or action.default in (None, False, argparse.SUPPRESS):
+            return help_
+        if action.nargs == 0:  # an on/off flag: its "default" is the flag's own value, not worth showing
             return help_
         if action.option_strings:
             help_ += " (default: %(default)s)"
@@ -168,6 +170,20 @@ def _one_line_warnings(prog: str):
     warnings.showwarning = show
 
 
+def _progress_flags(ap):
+    """--progress / --no-progress: tqdm bars on stderr, by default when stderr is a terminal."""
+    bars = ap.add_mutually_exclusive_group()
+    bars.add_argument(
+        "--progress", dest="progress", action="store_true", default=None,
+        help="show progress bars (default: when stderr is a terminal)",
+    )  # fmt: skip
+    bars.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+
+
+def _show_progress(args) -> bool:
+    return sys.stderr.isatty() if args.progress is None else args.progress
+
+
 def _reproduce(argv) -> int:
     ap = _Parser(
         prog="ndereg-ref reproduce",
@@ -182,12 +198,7 @@ def _reproduce(argv) -> int:
     )
     ap.add_argument("--iters", type=_positive_int, default=None, help="training iterations (override)")
     ap.add_argument("--methods", default=None, help="comma-separated subset of methods (default: all)")
-    bars = ap.add_mutually_exclusive_group()
-    bars.add_argument(
-        "--progress", dest="progress", action="store_true", default=None,
-        help="show progress bars (default: when stderr is a terminal)",
-    )  # fmt: skip
-    bars.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    _progress_flags(ap)
     ap.add_argument(
         "--variant",
         choices=("code", "text"),
@@ -216,7 +227,7 @@ def _reproduce(argv) -> int:
             n_seeds=args.seeds,
             iters=args.iters,
             methods=methods,
-            progress=sys.stderr.isatty() if args.progress is None else args.progress,
+            progress=_show_progress(args),
             fresh=args.fresh,
             variant=args.variant,
         )
@@ -339,6 +350,7 @@ def trace_main(argv=None) -> int:
     ap.add_argument("--diff-rtol", type=_nonneg_float, default=0.0, help="relative tolerance of --diff")
     ap.add_argument("--diff-atol", type=_nonneg_float, default=0.0, help="absolute tolerance of --diff")
     ap.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    _progress_flags(ap)
     args, code = _parse(ap, argv)
     if args is None:
         return code
@@ -380,6 +392,7 @@ def trace_main(argv=None) -> int:
         atol=args.atol,
         stiffness=args.stiffness,
         gradients=not args.no_gradients,
+        progress=_show_progress(args) and not args.quiet,
     )
     try:
         if args.field:
@@ -471,6 +484,7 @@ def crosscheck_main(argv=None) -> int:
         "--time-tol", type=_nonneg_float, default=1e-6, help="report steps whose max |Δt| exceeds this"
     )
     ap.add_argument("--json", help="also write the rows as JSON")
+    _progress_flags(ap)
     args, code = _parse(ap, argv)
     if args is None:
         return code
@@ -509,14 +523,23 @@ def crosscheck_main(argv=None) -> int:
             "torchdiffeq": cc.crosscheck_torchdiffeq,
             "diffrax": cc.crosscheck_diffrax,
         }[args.against]
-        rows = fn(problems, tolerances=tols)
+        from tqdm import tqdm
+
+        n_methods = len({"scipy": cc.SCIPY_METHODS, "torchdiffeq": cc.TORCHDIFFEQ_METHODS,
+                         "diffrax": cc.DIFFRAX_METHODS}[args.against])  # fmt: skip
+        show = _show_progress(args)
+        with tqdm(total=len(problems) * n_methods * len(tols), desc=f"steps vs {lib}", disable=not show,
+                  leave=False) as bar:  # fmt: skip
+            rows = fn(problems, tolerances=tols, bar=bar)
         ok = all(r.counts_match for r in rows)
         if args.gradients:
             check = (
                 cc.gradient_check_torchdiffeq if args.against == "torchdiffeq" else cc.gradient_check_diffrax
             )
             methods = cc.TORCHDIFFEQ_METHODS if args.against == "torchdiffeq" else cc.DIFFRAX_METHODS
-            grad_rows = [check(p, m, rt, at) for p in problems for m in methods for rt, at in tols]
+            cases = [(p, m, rt, at) for p in problems for m in methods for rt, at in tols]
+            grad_rows = [check(*case) for case in tqdm(cases, desc=f"gradients vs {lib}", disable=not show,
+                                                      leave=False)]  # fmt: skip
     print(cc.format_rows(rows))
     if args.against != "nodepy":
         worst = max((r.max_abs_dt for r in rows if r.max_abs_dt is not None), default=0.0)

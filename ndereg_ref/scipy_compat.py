@@ -291,7 +291,7 @@ def solve_ivp(
     # The package refuses an infinite span; scipy integrates towards ±inf until a terminal event.  Its
     # checks do not depend on the span's length (first_step was checked above), and the step loop handles
     # t1 = ±inf (a step never ends past it).
-    check_span = (t0, t1) if np.isfinite(t1) or not np.isfinite(t0) else (t0, t0 + direction * (1 + abs(t0)))
+    check_span = (t0, t0 + direction * (1 + abs(t0))) if np.isinf(t1) and np.isfinite(t0) else (t0, t1)
     opts, t0, _, y0, _ = SolveOptions.prepare(
         check_span, y0, None, method=tab_name, convention=options.get("convention", "scipy"), rtol=rtol,
         atol=atol, max_step=max_step, max_steps=options.get("max_steps", 100000), allow_complex=True,
@@ -329,9 +329,11 @@ class _Driver:
             self.ts, self.ys = [t0], [y0]
         else:
             self.ts, self.ys = [], []
-            # scipy walks t_eval in increasing order with searchsorted: reverse it for a backward span
-            self.t_eval_sorted = t_eval if direction > 0 else t_eval[::-1]
-            self.t_eval_i = 0 if direction > 0 else len(t_eval)
+            # scipy walks t_eval in increasing order with searchsorted: reversed unless t1 > t0.  (For
+            # t0 == t1 it is reversed but walked forwards, so no point is output: scipy's result too.)
+            forward = t1 > t0
+            self.t_eval_sorted = t_eval if forward else t_eval[::-1]
+            self.t_eval_i = 0 if forward else len(t_eval)
         self.segment_ts = [t0]
         self.n_segments = 0
         if events is not None:
@@ -350,6 +352,7 @@ class _Driver:
             g_new = [event(t_end, y_end) for event in self.events]
             active = _active_events(self.g, g_new, self.event_dir)
             if active.size > 0:
+                sol.build()  # scipy builds the step's interpolant here (and counts its evaluations)
                 self.count[active] += 1
                 t_start = sol.t
                 roots = np.asarray(
@@ -360,7 +363,7 @@ class _Driver:
                             t_end,
                             xtol=EVENT_XTOL,
                             rtol=EVENT_RTOL,
-                        )  # fmt: skip
+                        )
                         for e in active
                     ]
                 )
@@ -379,13 +382,15 @@ class _Driver:
                     t_out = roots[-1]
                     y_out = sol(t_out)
             self.g = g_new
+        # A terminal event exactly at the previous step end (a zero-length last segment, e.g. the n-th
+        # occurrence of an event found again at the start of the next step): scipy then adds no dense
+        # segment and, without t_eval, no output point when dense output is on.  (With t_eval and dense
+        # output scipy's OdeSolution refuses the repeated time; the segment is dropped here too.)
+        repeat = status == 1 and len(self.segment_ts) > 1 and t_out == self.segment_ts[-1]
         if self.t_eval is None:
-            # scipy: a terminal event exactly at the previous output time adds no point and, with dense
-            # output, no segment.
-            if len(self.ts) > 1 and self.ts[-1] == t_out and self.dense_output:
-                return status
-            self.ts.append(t_out)
-            self.ys.append(y_out)
+            if not (repeat and self.dense_output):
+                self.ts.append(t_out)
+                self.ys.append(y_out)
         else:
             if self.direction > 0:
                 i_new = int(np.searchsorted(self.t_eval_sorted, t_out, side="right"))
@@ -394,11 +399,13 @@ class _Driver:
                 i_new = int(np.searchsorted(self.t_eval_sorted, t_out, side="left"))
                 pts = self.t_eval_sorted[i_new : self.t_eval_i][::-1]
             if pts.size > 0:
+                sol.build()  # even for t0 alone, which the interpolant returns without its stages
                 self.ts.append(pts)
                 self.ys.append(np.stack([sol(tt) for tt in pts], axis=1))
                 self.t_eval_i = i_new
-        self.segment_ts.append(t_out)
-        self.n_segments += 1
+        if not repeat:
+            self.segment_ts.append(t_out)
+            self.n_segments += 1
         return status
 
     def run(self):
@@ -510,6 +517,9 @@ class _Constant:
 
     def __init__(self, t, y):
         self.t, self.y = t, y
+
+    def build(self):
+        return None  # no stages to extend (scipy's ConstantDenseOutput costs no evaluation)
 
     def __call__(self, tt):
         return self.y

@@ -618,6 +618,25 @@ def _complex_linear(t, y):
     return np.array([[-0.25 + 0.14j, 0.33 + 0.44j], [0.25 + 0.58j, -0.2 + 0.14j]]) @ y
 
 
+def _decay(t, y):
+    return -y
+
+
+def _first_is_2(t, y):
+    return y[0] - 2.0  # 0 at t0 of the no-integration problem: found there, as scipy does
+
+
+def _unit_rate(t, y):
+    return [1.0]
+
+
+def _half(t, y):
+    return y[0] - 0.5
+
+
+_half.terminal = True
+
+
 def _problems():
     """(id, fun, t_span, y0, keyword arguments): forward and backward, with and without events."""
     osc, x_zero = oscillator()
@@ -637,6 +656,8 @@ def _problems():
         ("cannon-terminal", _cannon, (0, 100), [0, 10], dict(events=_ground)),
         ("complex", _complex_linear, (0, 10), np.array([1 + 0j, 2j]), {}),
         ("tight-tolerance", fun_rational, (5, 9), Y0_RATIONAL, dict(rtol=1e-9, atol=1e-12)),
+        ("no-integration-event", _decay, (4, 4), [2, 3], dict(events=_first_is_2)),
+        ("towards-minus-inf", _unit_rate, (0, -np.inf), [1.0], dict(events=_half)),
     ]
 
 
@@ -657,8 +678,9 @@ def test_same_as_scipy(method, problem, output):
     y_events, t_eval values and sol(t) (on a grid reaching one step past each end) to rounding."""
     fun, t_span, y0, kw = PROBLEMS[problem]
     kw = {**kw, **OUTPUTS[output]}
-    if kw.get("t_eval") == "grid":
-        kw["t_eval"] = np.linspace(t_span[0], min(t_span[1], 30), 23)
+    if kw.get("t_eval") == "grid":  # past the terminal events; t0 == t1: 23 copies of t0, as scipy allows
+        end = t_span[1] if np.isfinite(t_span[1]) else t_span[0] - 1
+        kw["t_eval"] = np.linspace(t_span[0], min(end, 30), 23)
     res = solve_ivp(fun, t_span, y0, method=method, **kw)
     ref = si.solve_ivp(fun, t_span, y0, method=method, **kw)
     grid = grid_for(ref) if ref.sol is not None else None
@@ -670,6 +692,57 @@ def test_same_as_scipy(method, problem, output):
         cut = len(ref.t) - 1 if ref.status == 1 else len(ref.t)  # a terminal event replaces the last end
         assert_array_equal([s.t_new for s in acc][: cut - 1], ref.t[1:cut])
     assert res.solution.nfev == ref.nfev
+
+
+@pytest.mark.parametrize("dense_output", [False, True])
+@pytest.mark.parametrize("method", METHODS)
+def test_terminal_count_reached_again_at_step_start(method, dense_output):
+    """An event g = t − τ with τ a step end and terminal = 2: brentq returns τ in the step ending there
+    and again in the next one (g(τ) = 0 is a sign change both times), so the solve ends at τ, the previous
+    output time.  scipy then keeps the repeated point without dense output and drops it (and the
+    zero-length segment) with dense output; the same here."""
+    tau = si.solve_ivp(fun_rational, [5, 9], Y0_RATIONAL, method=method).t[2]
+
+    def at_tau(t, y):
+        return t - tau
+
+    at_tau.terminal = 2
+    kw = dict(method=method, events=at_tau, dense_output=dense_output)
+    res = solve_ivp(fun_rational, [5, 9], Y0_RATIONAL, **kw)
+    ref = si.solve_ivp(fun_rational, [5, 9], Y0_RATIONAL, **kw)
+    assert res.status == 1
+    assert_array_equal(res.t_events[0], [tau, tau])
+    assert res.t[-1] == tau and (res.t[-2] == tau) != dense_output
+    assert_same_as_scipy(res, ref, method, grid=grid_for(ref) if dense_output else None)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_integration_complex(method):
+    """scipy test_integration_complex (RK part): y' = −y from 0.5 + 1j; also identical to scipy."""
+    y0, tc = [0.5 + 1j], np.linspace(0, 1)
+    res = solve_ivp(lambda t, y: -y, [0, 1], y0, method=method, dense_output=True)
+    assert res.t[0] == 0 and res.t_events is None and res.y_events is None
+    assert res.success and res.status == 0
+    assert res.nfev < (35 if method == "DOP853" else 25) and res.njev == 0 and res.nlu == 0
+    assert res.y.dtype == complex
+
+    def exact(t):
+        return ((0.5 + 1j) * np.exp(-t)).reshape(1, -1)
+
+    assert np.all(compute_error(res.y, exact(res.t)) < 5)
+    assert np.all(compute_error(res.sol(tc), exact(tc)) < 5)
+    ref = si.solve_ivp(lambda t, y: -y, [0, 1], y0, method=method, dense_output=True)
+    assert_same_as_scipy(res, ref, method, grid=grid_for(ref))
+
+
+def test_rtol_floor_warns_as_scipy():
+    """scipy test_array_rtol (scalar part): rtol below 100·eps warns with scipy's message and is raised to
+    100·eps, after which the steps are scipy's."""
+    with pytest.warns(UserWarning, match="At least one element of `rtol` is too small"):
+        res = solve_ivp(fun_rational, [5, 6], Y0_RATIONAL, method="DOP853", rtol=1e-17, atol=1e-12)
+    with pytest.warns(UserWarning, match="At least one element of `rtol` is too small"):
+        ref = si.solve_ivp(fun_rational, [5, 6], Y0_RATIONAL, method="DOP853", rtol=1e-17, atol=1e-12)
+    assert_same_as_scipy(res, ref, "DOP853")
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -716,7 +789,11 @@ def test_terminal_event_stops_stepping(method):
     ref = si.solve_ivp(_blowup, (0, 2), [1.0], method=method, events=_y_is_10)
     assert res.status == 1
     assert_allclose(res.t_events[0], [0.9], rtol=1e-2)
-    assert max(calls) <= res.solution.accepted_steps[-1].t_new < 1.0
+    steps = res.solution.steps
+    assert (
+        steps[-1].accepted and steps[-1].t < res.t_events[0][0] <= steps[-1].t_new < 1.0
+    )  # no attempt after
+    assert max(calls) <= max(s.t_new for s in steps)  # every evaluation inside an attempted step
     assert_same_as_scipy(res, ref, method)
 
 

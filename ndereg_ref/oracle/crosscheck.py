@@ -134,6 +134,12 @@ def _agreement(library, problem, method, convention, their_method, rtol, atol, t
                          _max_dt(sol.t_accepted[1:], their_times))  # fmt: skip
 
 
+def _tick(bar):
+    """One case done: advance the caller's progress bar (anything with ``update()``), if any."""
+    if bar is not None:
+        bar.update()
+
+
 def _max_dt(ours_times, their_times):
     ours_times, their_times = np.asarray(ours_times), np.asarray(their_times)
     if ours_times.shape != their_times.shape:
@@ -144,7 +150,9 @@ def _max_dt(ours_times, their_times):
 # ---------------------------------------------------------------------------------------------- scipy
 
 
-def crosscheck_scipy(problems=None, methods=tuple(SCIPY_METHODS), tolerances=DEFAULT_TOLERANCES):
+def crosscheck_scipy(
+    problems=None, methods=tuple(SCIPY_METHODS), tolerances=DEFAULT_TOLERANCES, *, bar=None
+):
     """scipy's RK23/RK45/DOP853 solver classes stepped one accepted step at a time.
 
     scipy does not report rejections; each ``step()`` costs n_stages evaluations per attempt (FSAL), so
@@ -170,6 +178,7 @@ def crosscheck_scipy(problems=None, methods=tuple(SCIPY_METHODS), tolerances=DEF
                 rows.append(
                     _agreement("scipy", p, SCIPY_METHODS[their], "scipy", their, rtol, atol, theirs, times)
                 )
+                _tick(bar)
     return rows
 
 
@@ -199,7 +208,9 @@ class _TorchField:
         self.rejected += 1
 
 
-def crosscheck_torchdiffeq(problems=None, methods=tuple(TORCHDIFFEQ_METHODS), tolerances=DEFAULT_TOLERANCES):
+def crosscheck_torchdiffeq(
+    problems=None, methods=tuple(TORCHDIFFEQ_METHODS), tolerances=DEFAULT_TOLERANCES, *, bar=None
+):
     """torchdiffeq.odeint (float64) with its step callbacks, against ``convention="torchdiffeq"``."""
     import torch
     import torchdiffeq
@@ -219,6 +230,7 @@ def crosscheck_torchdiffeq(problems=None, methods=tuple(TORCHDIFFEQ_METHODS), to
                         "torchdiffeq", p, method, "torchdiffeq", their, rtol, atol, theirs, fld.accepted
                     )
                 )
+                _tick(bar)
     return rows
 
 
@@ -232,7 +244,9 @@ def _jax():
     return jax
 
 
-def crosscheck_diffrax(problems=None, methods=tuple(DIFFRAX_METHODS), tolerances=DEFAULT_TOLERANCES):
+def crosscheck_diffrax(
+    problems=None, methods=tuple(DIFFRAX_METHODS), tolerances=DEFAULT_TOLERANCES, *, bar=None
+):
     """diffrax.diffeqsolve with ``PIDController(rtol, atol)`` and dt0 = 0.01, against
     ``convention="diffrax"``.  NFE counts vector-field calls made at run time (``jax.debug.callback``)."""
     jax = _jax()
@@ -278,6 +292,7 @@ def crosscheck_diffrax(problems=None, methods=tuple(DIFFRAX_METHODS), tolerances
                 rows.append(
                     _agreement("diffrax", p, DIFFRAX_METHODS[their], "diffrax", their, rtol, atol, theirs, ts)
                 )
+                _tick(bar)
     return rows
 
 

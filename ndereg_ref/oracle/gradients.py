@@ -10,7 +10,7 @@ import numpy as np
 __all__ = ["discrete_adjoint_gradients"]
 
 
-def discrete_adjoint_gradients(fun, y0, t_span, params, *, gradients=True, **solver):
+def discrete_adjoint_gradients(fun, y0, t_span, params, *, gradients=True, on_phase=None, **solver):
     """One solve of y' = fun(t, y, params) from t0 to t1 (:func:`ndereg_ref.odeint_regularized`, discrete
     adjoint) and the gradients of
 
@@ -20,6 +20,8 @@ def discrete_adjoint_gradients(fun, y0, t_span, params, *, gradients=True, **sol
     reverse sweep per quantity through the same autograd VJP.  Returns ``(info, ys, R_E, R_S, grads)``
     with ``grads`` keyed as the trace's ``gradients`` (``dR_E_dy0``, ``dR_E_dparams``, …; ``*_dparams``
     None without parameters, ``dR_S_*`` None without a stiffness pair; ``{}`` when not ``gradients``).
+    ``on_phase(name)``, if given, is called before the forward solve ("forward solve") and before each
+    reverse sweep ("adjoint of R_E", …), for progress display.
     """
     import autograd.numpy as anp
     from autograd import make_vjp
@@ -44,6 +46,8 @@ def discrete_adjoint_gradients(fun, y0, t_span, params, *, gradients=True, **sol
         return anp.stack([R_E, anp.sum(ys[-1])] + ([] if R_S is None else [R_S]))
 
     y0 = np.asarray(y0, dtype=float)
+    phase = on_phase if on_phase is not None else (lambda name: None)
+    phase("forward solve")
     if not gradients:
         quantities((y0, theta))
         return forward["info"], forward["ys"], forward["R_E"], forward["R_S"], {}
@@ -51,6 +55,7 @@ def discrete_adjoint_gradients(fun, y0, t_span, params, *, gradients=True, **sol
     grads = {}
     for i, name in enumerate(["dR_E", "dL", "dR_S"]):
         if i < len(values):
+            phase(f"adjoint of {name[1:]}")
             g_y0, g_theta = vjp(np.eye(len(values))[i])
             grads[name + "_dy0"] = np.asarray(g_y0)
             grads[name + "_dparams"] = np.asarray(g_theta) if has_params else None

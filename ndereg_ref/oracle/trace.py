@@ -30,6 +30,60 @@ __all__ = ["make_trace", "save_trace"]
 # ------------------------------------------------------------------------------------------ encoding
 
 
+class _TimeProgress:
+    """Progress of a solve read off the times at which its field is evaluated: a tqdm bar per phase,
+    0–100 % of the span (forward: |t − t0|, a reverse sweep: |t1 − t|).  Wrapping the field leaves the
+    solver untouched; the field's ``vjp``, ``vjp_t`` and ``autonomous`` are carried over."""
+
+    def __init__(self, fun, t0, t1):
+        from tqdm import tqdm
+
+        self._tqdm, self._fun, self.t0, self.t1 = tqdm, fun, t0, t1
+        self._span = abs(t1 - t0) or 1.0
+        self._bar, self._backward, self._done = None, False, 0.0
+
+        def field(t, y, params):
+            self._seen(t)
+            return fun(t, y, params)
+
+        for name in ("vjp", "vjp_t"):
+            if hasattr(fun, name):
+                method = getattr(fun, name)
+                setattr(field, name, lambda t, y, p, v, m=method: (self._seen(t), m(t, y, p, v))[1])
+        if getattr(fun, "autonomous", False):
+            field.autonomous = True
+        self.field = field
+
+    def _seen(self, t):
+        from autograd.tracer import getval
+
+        if self._bar is None:
+            return
+        t = float(getval(t))
+        ref = self.t1 if self._backward else self.t0
+        done = min(abs(t - ref) / self._span, 1.0)
+        if done > self._done:
+            self._bar.update(round(1000 * done) - round(1000 * self._done))
+            self._done = done
+
+    def phase(self, name):
+        self.close()
+        self._backward = name != "forward solve"
+        self._done = 0.0
+        self._bar = self._tqdm(
+            total=1000,
+            desc=name,
+            unit="‰",
+            leave=False,
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}",
+        )
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
 def _hex(x) -> str:
     return float(x).hex()
 
@@ -66,6 +120,7 @@ def make_trace(
     spiral_hidden=8,
     spiral_seed=0,
     source: dict | None = None,
+    progress: bool = False,
 ) -> dict:
     """Solve once and return the trace as a JSON-ready dict (schema in ``docs/trace-schema.md``).
 
@@ -74,7 +129,8 @@ def make_trace(
     ``spiral_seed``), or ``fun(t, y, params)``, ``y0``, ``t_span`` and ``params`` (array, list of arrays
     or None) are given.  The solve is :func:`ndereg_ref.odeint_regularized` from t0 to t1 with the given
     tableau/convention/tolerances; with ``gradients`` the discrete adjoint gives ∂R_E, ∂R_S and
-    ∂L (L = Σ y(t1)) with respect to y0 and the flattened parameters.
+    ∂L (L = Σ y(t1)) with respect to y0 and the flattened parameters.  ``progress``: a tqdm bar on stderr
+    per phase (forward solve, each reverse sweep) showing how far in t it has come.
     """
     from .._version import __version__
     from ..ode.params import flatten_params
@@ -106,10 +162,16 @@ def make_trace(
     theta, spec = flatten_params(params)
     theta = np.asarray(theta, dtype=float)
     has_params = theta.size > 0
-    info, ys, R_E, R_S, g = discrete_adjoint_gradients(
-        fun, y0, (t0, t1), params, method=method, convention=convention, rtol=rtol, atol=atol,
-        stiffness=stiffness, gradients=gradients,
-    )  # fmt: skip
+    watch = _TimeProgress(fun, t0, t1) if progress else None
+    try:
+        info, ys, R_E, R_S, g = discrete_adjoint_gradients(
+            fun if watch is None else watch.field, y0, (t0, t1), params, method=method,
+            convention=convention, rtol=rtol, atol=atol, stiffness=stiffness, gradients=gradients,
+            on_phase=None if watch is None else watch.phase,
+        )  # fmt: skip
+    finally:
+        if watch is not None:
+            watch.close()
     steps = []
     for s in info.steps:
         steps.append(
