@@ -49,7 +49,7 @@ from .errors import NonFiniteError, StepSizeUnderflowError
 from .ode.control import AttemptLog, attempt_rk_step
 from .ode.dense import DenseOutput, dense_value, extended_stages
 from .ode.options import SolveOptions, flat_field
-from .ode.solve import Solution, _initial_step_size
+from .ode.solve import Solution, initial_step_size
 from .ode.tableaus import TABLEAUS, Tableau
 
 __all__ = ["solve_ivp", "OdeResult", "OdeSolution", "SCIPY_METHODS"]
@@ -423,7 +423,7 @@ class _Driver:
             # scipy: no step; the solver "finishes" at t1 with a constant interpolant.
             status = self.after_step(t1, y0, _Constant(t0, y0)) or 0
         else:
-            h_abs, n_init = _initial_step_size(f, t0, y0, k1, t1, opts)
+            h_abs, n_init = initial_step_size(f, t0, y0, k1, t1, opts)
             nfev += n_init
             t, y = t0, y0
             while status is None:

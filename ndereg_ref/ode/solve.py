@@ -98,7 +98,7 @@ def integrate(
         )
     h_abs = 0.0
     if frozen_steps is None:
-        h_abs, n = _initial_step_size(f, t0, y0, k1, t1, opts)
+        h_abs, n = initial_step_size(f, t0, y0, k1, t1, opts)
         nfev += n
     log = AttemptLog(controller_state=convention.controller_state(tableau))
     out = _Outputs(f, tableau, convention, t_eval, t0, t1, y0)
@@ -162,7 +162,7 @@ def integrate(
     )
 
 
-def _initial_step_size(f, t0, y0, k1, t1, opts: SolveOptions) -> tuple[float, int]:
+def initial_step_size(f, t0, y0, k1, t1, opts: SolveOptions) -> tuple[float, int]:
     """|h| of the first attempt and the evaluations it costs: ``opts.first_step`` or the convention's
     heuristic on the elements under step control (auxiliary states held at their initial values)."""
     conv = opts.convention

@@ -150,9 +150,7 @@ def _max_dt(ours_times, their_times):
 # ---------------------------------------------------------------------------------------------- scipy
 
 
-def crosscheck_scipy(
-    problems=None, methods=tuple(SCIPY_METHODS), tolerances=DEFAULT_TOLERANCES, *, bar=None
-):
+def crosscheck_scipy(problems=None, methods=tuple(SCIPY_METHODS), tolerances=DEFAULT_TOLERANCES, *, bar=None):
     """scipy's RK23/RK45/DOP853 solver classes stepped one accepted step at a time.
 
     scipy does not report rejections; each ``step()`` costs n_stages evaluations per attempt (FSAL), so
