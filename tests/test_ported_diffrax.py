@@ -501,3 +501,36 @@ def test_saveat_steps_identical_to_diffrax():
     assert sol.n_accepted == n
     assert np.max(np.abs(sol.ts[1:] - ts_d)) <= 1e-9
     assert tree_allclose(sol.ys[1:], ys_d)
+
+
+@pytest.mark.slow  # importing jax and compiling three solves take ~10 s
+def test_dense_value_and_derivative_identical_to_diffrax():
+    """diffrax's own Solution.evaluate / Solution.derivative (SaveAt(dense=True), PIDController(1e-6,
+    1e-9), dt0 = 0.01) against ours under convention="diffrax" on a damped oscillator: the same accepted
+    steps, and values and derivatives at 37 interior times equal to rounding (measured ≤ 4e-14; the two
+    evaluate the same polynomials in different operation orders on states of size 1: bound 1e-12)."""
+    jax, diffrax = _diffrax()
+    import jax.numpy as jnp
+
+    def field(t, y):
+        return np.array([y[1], -y[0] - 0.1 * y[1]])
+
+    ts = np.linspace(0.05, 9.95, 37)
+    for solver, method in [(diffrax.Dopri5(), "dp5"), (diffrax.Tsit5(), "tsit5"), (diffrax.Bosh3(), "bs3")]:
+        sol_d = diffrax.diffeqsolve(
+            diffrax.ODETerm(lambda t, y, args: jnp.stack([y[1], -y[0] - 0.1 * y[1]])),
+            solver,
+            0.0,
+            10.0,
+            0.01,
+            jnp.array([1.0, 0.0]),
+            stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-9),
+            saveat=diffrax.SaveAt(dense=True),
+        )
+        ours = nr.solve_ivp(field, (0.0, 10.0), np.array([1.0, 0.0]), method=method, convention="diffrax",
+                            rtol=1e-6, atol=1e-9, first_step=0.01)  # fmt: skip
+        assert ours.n_accepted == int(sol_d.stats["num_accepted_steps"])
+        value_d = np.array([np.asarray(sol_d.evaluate(t)) for t in ts])
+        slope_d = np.array([np.asarray(sol_d.derivative(t)) for t in ts])
+        np.testing.assert_allclose(ours.evaluate(ts), value_d, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(ours.derivative(ts), slope_d, rtol=0, atol=1e-12)
