@@ -8,13 +8,14 @@ The public names other code relies on (docs/design.md §9) are importable from h
 
 from ._version import __version__  # noqa: F401  (re-exported: ndereg_ref.__version__)
 from .errors import MaxStepsExceededError, NonFiniteError, SolverError, StepSizeUnderflowError
-from .ode.control import CONVENTIONS, get_convention
+from .ode.control import CONVENTIONS, RECORD_LEVELS, get_convention
 from .ode.solve import DenseOutput, Solution, StepRecord, solve_fixed_grid, solve_ivp
 from .ode.step import StepResult, rk_step
 from .ode.tableaus import TABLEAUS, Tableau, get_tableau
 
 __all__ = [
     "CONVENTIONS",
+    "RECORD_LEVELS",
     "TABLEAUS",
     "DenseOutput",
     "MaxStepsExceededError",

@@ -199,7 +199,7 @@ def make_context(fun, y0, ts, params, *, adjoint="discrete", adjoint_rtol=None, 
     """Validate a differentiable solve once: ``ts`` (1-D, ≥ 2 finite strictly monotonic times: t_span =
     (ts[0], ts[-1]), outputs at ts), the adjoint's name and tolerances, and the solver options ``solver``
     (keywords of :meth:`SolveOptions.prepare`: method, convention, rtol, atol, first_step, max_step,
-    max_steps, stiffness, n_control).  Returns an :class:`AdjointContext`."""
+    max_steps, stiffness, n_control, record — default "adjoint").  Returns an :class:`AdjointContext`."""
     if adjoint not in ADJOINTS:
         raise ValueError(f"unknown adjoint {adjoint!r}; expected one of {ADJOINTS}")
     ts = np.asarray(getval(ts), dtype=float)
@@ -211,6 +211,7 @@ def make_context(fun, y0, ts, params, *, adjoint="discrete", adjoint_rtol=None, 
     d = np.diff(ts)
     if not (np.all(d > 0) or np.all(d < 0)):
         raise ValueError("ts must be strictly monotonic (increasing, or decreasing to integrate backwards)")
+    solver.setdefault("record", "adjoint")  # what the reverse sweeps read; "full" for inspection
     opts, t0, t1, y0_val, t_eval = SolveOptions.prepare((ts[0], ts[-1]), y0, ts, **solver)
     _, spec = flatten_params(params)
     atol = opts.atol
@@ -372,6 +373,7 @@ def odeint(
     adjoint_rtol=None,
     adjoint_atol=None,
     n_control=None,
+    record="adjoint",
 ):
     """Solve y' = fun(t, y, params) from y(ts[0]) = y0 and return y at ``ts``: shape (len(ts), *y0.shape).
 
@@ -407,7 +409,7 @@ def odeint(
     ys, _, _, _ = odeint_regularized(
         fun, y0, ts, params, method=method, convention=convention, rtol=rtol, atol=atol, adjoint=adjoint,
         first_step=first_step, max_step=max_step, max_steps=max_steps, stiffness=stiffness,
-        adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, n_control=n_control,
+        adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, n_control=n_control, record=record,
     )  # fmt: skip
     return ys
 
@@ -432,6 +434,7 @@ def odeint_regularized(
     adjoint_rtol=None,
     adjoint_atol=None,
     n_control=None,
+    record="adjoint",
 ):
     """Like :func:`odeint`, also returning the solver-heuristic regularizers (docs/design.md §5).
 
@@ -445,6 +448,9 @@ def odeint_regularized(
     both differentiable (h_j and the accept decisions frozen) with ``adjoint="discrete"`` or ``"tape"``.
     R_S is None for tableaus without a stiffness pair.  ``info`` is the forward :class:`Solution` (steps,
     nfev, …) with ``info.stats``: forward NFE and, once a gradient has been taken, the backward VJP count.
+    ``record``: what ``info.steps`` keeps (docs/design.md §3.6): "adjoint" (default) the arrays of accepted
+    steps the reverse sweep reads and scalars of rejected attempts, "full" everything (inspection), "none"
+    scalars only (a forward solve that will not be differentiated by the discrete adjoint).
     """
     if e_variant not in E_VARIANTS:
         raise ValueError(f"unknown e_variant {e_variant!r}; expected one of {E_VARIANTS}")
@@ -458,7 +464,7 @@ def odeint_regularized(
             tree_field(fun, spec), spec.flatten(y0), ts, params, method=method, convention=convention,
             rtol=rtol, atol=atol, adjoint=adjoint, first_step=first_step, max_step=max_step,
             max_steps=max_steps, stiffness=stiffness, e_variant=e_variant, s_variant=s_variant,
-            adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, n_control=n_control,
+            adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, n_control=n_control, record=record,
         )  # fmt: skip
         return spec.unflatten_outputs(ys), R_E, R_S, info
     trivial = _no_integration(fun, y0, ts, params, method=method, convention=convention, rtol=rtol,
@@ -468,7 +474,7 @@ def odeint_regularized(
     ctx = make_context(
         fun, y0, ts, params, adjoint=adjoint, adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
         method=method, convention=convention, rtol=rtol, atol=atol, first_step=first_step,
-        max_step=max_step, max_steps=max_steps, stiffness=stiffness, n_control=n_control,
+        max_step=max_step, max_steps=max_steps, stiffness=stiffness, n_control=n_control, record=record,
     )  # fmt: skip
     ys, E, S = _run(ctx, y0, params, ts)
     R_E, R_S = _regularizer_sums(ctx, E, S, e_variant, s_variant)
@@ -578,12 +584,13 @@ def inspect_adjoint(
     :func:`odeint_regularized`).
     """
     keys = ("method", "convention", "rtol", "atol", "first_step", "max_step", "max_steps", "stiffness")
-    keys += ("n_control",)
+    keys += ("n_control", "record")
     unknown = set(solver_kw) - set(keys)
     if unknown:
         raise TypeError(f"unexpected solver arguments {sorted(unknown)}")
     # odeint's defaults, so that the sweep is the one autograd.grad of odeint_regularized runs
     kw = {"method": "tsit5", "convention": "ordinarydiffeq", "rtol": 1e-6, "atol": 1e-6, **solver_kw}
+    kw.setdefault("record", "full")  # for inspection: the forward's every array too
     ctx = make_context(fun, y0, ts, params, adjoint="discrete", **kw)
     theta, _ = flatten_params(params)
     _solve_primitive(np.reshape(np.asarray(y0, dtype=float), -1), getval(theta), ctx.ts, ctx)

@@ -32,7 +32,7 @@ from autograd.tracer import getval
 from ..errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
 from .initial_step import hairer_initial_step, ordinarydiffeq_initial_step
 from .library_tableaus import library_tableau
-from .step import rk_step
+from .step import combine, rk_step
 from .tableaus import TABLEAUS, Tableau
 
 __all__ = [
@@ -480,7 +480,8 @@ class StepRecord:
 @dataclass(frozen=True, eq=False)
 class RKStepRecord(StepRecord):
     """An attempted Runge–Kutta step: also ``y_err`` (shape of y0), ``stages`` k_i and ``stage_states``
-    Y_i, (s, *y0.shape)."""
+    Y_i, (s, *y0.shape).  Below the "full" recording level (:data:`RECORD_LEVELS`) the arrays a level
+    does not keep are None; :func:`stage_states_of` rebuilds Y_i from the stages."""
 
     y_err: np.ndarray
     stages: np.ndarray
@@ -534,24 +535,59 @@ def attempt_until_accepted(attempt, h_abs, *, t, t1, direction, max_steps, log: 
         h_abs = h_abs_next
 
 
-def rk_record(res, t, h, t_new, accepted, shape) -> RKStepRecord:
-    """The record of one RK attempt (plain arrays of the state's shape; the step may be traced)."""
+#: What a solve keeps of its attempts (docs/design.md §3.6).  With n the state size and s the stages:
+#: "full" every array of every attempt, (2s + 2) n per attempt (y is the previous y_new, shared);
+#: "adjoint" what the discrete adjoint reads: y_new and the stages of accepted steps, (s + 1) n per
+#: accepted step (y shared, stage states rebuilt from the stages), O(1) per rejected attempt;
+#: "none": scalars only (t, h, t_new, accepted, E, S, nfev), O(1) per attempt.  The outputs, one state
+#: each, are kept at every level.
+RECORD_LEVELS = ("full", "adjoint", "none")
+
+
+def rk_record(res, t, h, t_new, accepted, shape, record="full") -> RKStepRecord:
+    """The record of one RK attempt at recording level ``record`` (:data:`RECORD_LEVELS`): plain arrays of
+    the state's shape, views of the step's own arrays (no copies; the step may be traced: its values)."""
     S = res.stiffness
+    E = float(getval(res.error_norm))
+    S = None if S is None else float(getval(S))
+    if record == "none" or (record == "adjoint" and not accepted):
+        return RKStepRecord(t, h, t_new, accepted, E, S, None, None, res.nfev, None, None, None)
     stage_shape = (-1, *shape)
+    full = record == "full"
     return RKStepRecord(
         t=t,
         h=h,
         t_new=t_new,
         accepted=accepted,
-        error_norm=float(getval(res.error_norm)),
-        stiffness=None if S is None else float(getval(S)),
+        error_norm=E,
+        stiffness=S,
         y=np.reshape(getval(res.y), shape),
         y_new=np.reshape(getval(res.y_new), shape),
         nfev=res.nfev,
-        y_err=np.reshape(getval(res.y_err), shape),
+        y_err=np.reshape(getval(res.y_err), shape) if full else None,
         stages=np.reshape(getval(res.stages), stage_shape),
-        stage_states=np.reshape(getval(res.stage_states), stage_shape),
+        stage_states=np.reshape(getval(res.stage_states), stage_shape) if full else None,
     )
+
+
+def stage_states_of(rec: RKStepRecord, tableau) -> np.ndarray:
+    """The stage states Y_i (s, n) of an accepted step's record, flat: the recorded ones, or rebuilt from
+    y_n and the stages exactly as :func:`ndereg_ref.ode.step.rk_step` formed them (Y_1 = y_n,
+    Y_i = y_n + h Kᵀa_i over the same first i stage rows, the FSAL stage's state y_{n+1}), so the rebuilt
+    values are bit-identical to the forward's."""
+    s = tableau.n_stages
+    K = np.reshape(rec.stages, (s, -1))
+    if rec.stage_states is not None:
+        return np.reshape(rec.stage_states, (s, -1))
+    y = np.reshape(rec.y, -1)
+    Y = np.empty_like(K)
+    Y[0] = y
+    last = s - 1 if tableau.fsal else s
+    for i in range(1, last):
+        Y[i] = y + combine(K[:i], tableau.A[i, :i], rec.h)
+    if tableau.fsal:
+        Y[s - 1] = np.reshape(rec.y_new, -1)
+    return Y
 
 
 def attempt_rk_step(f, t, y, k1, h_abs, t1, opts, log: AttemptLog, shape, *, before_first_accept=False):
@@ -599,7 +635,7 @@ def attempt_rk_step(f, t, y, k1, h_abs, t1, opts, log: AttemptLog, shape, *, bef
         h_abs_next, log.controller_state = conv.propose(
             q, abs(h), accepted, rejected_before, log.controller_state, tab
         )
-        log.records.append(rk_record(res, t, h, t_new, accepted, shape))
+        log.records.append(rk_record(res, t, h, t_new, accepted, shape, opts.record))
         if accepted and res.nonfinite is not None:
             # E passed the test although some value is NaN/Inf (e.g. a stage with b_i = e_i = 0, or an
             # overflowing state): continuing would hand NaN to the next step, never a right answer.

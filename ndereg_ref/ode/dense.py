@@ -77,6 +77,7 @@ class DenseOutput:
         self._f, self.tableau, self._shape = f, tableau, shape
         self._constant = constant  # the state of a solve without steps (t0 == t1 or a size-0 state)
         self._steps = list(records)
+        self._no_arrays = any(s.stages is None for s in self._steps)
         self._ext = {j: np.asarray(getval(v)) for j, v in extended.items()}
         self.t_span = t_span
         self.extrapolate = extrapolate
@@ -122,6 +123,11 @@ class DenseOutput:
         return min(j, len(self._steps) - 1)
 
     def _eval(self, t, one, side="left"):
+        if self._no_arrays:
+            raise ValueError(
+                "this solve kept no step arrays (record='none'); dense output needs record='full' or "
+                "'adjoint'"
+            )
         t = self._times(t)
         scalar = t.ndim == 0
         out = []

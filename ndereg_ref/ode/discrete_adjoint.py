@@ -26,6 +26,7 @@ import numpy as np
 from autograd.tracer import getval
 
 from ..errors import NonFiniteError
+from .control import stage_states_of
 from .step import error_norm_vjp, stiffness_vjp
 
 __all__ = ["AdjointStepRecord", "AdjointSweep", "discrete_adjoint_sweep", "check_incoming_cotangents"]
@@ -115,7 +116,7 @@ class _ReverseStep:
         t, h, t_new = rec.t, rec.h, rec.t_new
         y, y_new = np.reshape(rec.y, -1), np.reshape(rec.y_new, -1)
         K = np.reshape(rec.stages, (s, n))
-        Y = np.reshape(rec.stage_states, (s, n))
+        Y = stage_states_of(rec, tab)  # recorded, or rebuilt bit-identically from the stages
         K_ext = res.extended_stages.get(j)
         K_ext = None if K_ext is None else np.reshape(getval(K_ext), (-1, n))
         n_all = s if K_ext is None else K_ext.shape[0]

@@ -15,7 +15,7 @@ import autograd.numpy as anp
 import numpy as np
 from autograd.tracer import Box, getval
 
-from .control import Convention, get_convention
+from .control import RECORD_LEVELS, Convention, get_convention
 from .step import STIFFNESS_VARIANTS
 from .tableaus import Tableau, get_tableau
 
@@ -34,6 +34,8 @@ class SolveOptions:
     stiffness : the stiffness-estimate variant (:data:`ndereg_ref.ode.step.STIFFNESS_VARIANTS`).
     n_control : only the first ``n_control`` flat state elements enter E, S and the initial step (None:
         all); auxiliary integral states are excluded from step control (docs/design.md §5).
+    record : what each attempt's record keeps (:data:`ndereg_ref.ode.control.RECORD_LEVELS`,
+        docs/design.md §3.6); it changes no computed value.
     """
 
     tableau: Tableau
@@ -45,6 +47,7 @@ class SolveOptions:
     max_steps: int = 100000
     stiffness: str = "rms_ratio"
     n_control: int | None = None
+    record: str = "full"
 
     @classmethod
     def prepare(
@@ -62,6 +65,7 @@ class SolveOptions:
         max_steps=100000,
         stiffness="rms_ratio",
         n_control=None,
+        record="full",
         allow_complex=False,
         allow_empty=False,
     ):
@@ -87,10 +91,14 @@ class SolveOptions:
             allow_complex=allow_complex,
             allow_empty=allow_empty,
         )
+        if record not in RECORD_LEVELS:
+            raise ValueError(f"unknown record level {record!r}; expected one of {RECORD_LEVELS}")
         tableau = get_tableau(method)
         if isinstance(method, str):  # a name follows the convention's DP5 error weights; a Tableau is as is
             tableau = conv.resolve_tableau(tableau)
-        opts = cls(tableau, conv, float(rtol), atol, first_step, max_step, max_steps, stiffness, n_control)
+        opts = cls(
+            tableau, conv, float(rtol), atol, first_step, max_step, max_steps, stiffness, n_control, record
+        )
         return opts, t0, t1, y0, t_eval
 
     @property

@@ -126,7 +126,7 @@ def integrate(
                 raise NonFiniteError(
                     f"{res.nonfinite} is NaN/Inf in the frozen step from t={float(t)!r}, h={float(h)!r}", t=t
                 )
-            log.records.append(rk_record(res, t, h, t_new, True, shape))
+            log.records.append(rk_record(res, t, h, t_new, True, shape, opts.record))
             h_abs_next = h_abs
         else:
             res, t_new, h, h_abs_next, n = attempt_rk_step(
@@ -143,6 +143,8 @@ def integrate(
         next_k1 = res.stages[-1] if tableau.fsal else None
         if not tableau.fsal and j in out.extended:
             next_k1 = out.extended[j][tableau.n_stages]  # f(t_new, y_new) already evaluated for dense output
+        if opts.record == "none":
+            out.extended.pop(j, None)  # only the dense outputs of this step needed them
         t, y, k1 = t_new, res.y_new, next_k1
         h_abs = h_abs_next
 
@@ -318,6 +320,7 @@ def solve_ivp(
     t_eval=None,
     max_steps: int = 100000,
     stiffness: str = "rms_ratio",
+    record: str = "full",
 ) -> Solution:
     """Solve y' = fun(t, y, *args), y(t0) = y0 with an adaptive embedded RK pair.
 
@@ -352,7 +355,7 @@ def solve_ivp(
     opts, t0, t1, y0, t_eval = SolveOptions.prepare(
         t_span, y0, t_eval, method=method, convention=convention, rtol=rtol, atol=atol,
         first_step=first_step, max_step=max_step, max_steps=max_steps, stiffness=stiffness,
-        allow_complex=True, allow_empty=True,
+        record=record, allow_complex=True, allow_empty=True,
     )  # fmt: skip
     shape = y0.shape
     f = flat_field(fun, as_args(args), shape, complex_state=y0.dtype.kind == "c")

@@ -167,6 +167,7 @@ def make_trace(
         info, ys, R_E, R_S, g = discrete_adjoint_gradients(
             fun if watch is None else watch.field, y0, (t0, t1), params, method=method,
             convention=convention, rtol=rtol, atol=atol, stiffness=stiffness, gradients=gradients,
+            record="full",
             on_phase=None if watch is None else watch.phase,
         )  # fmt: skip
     finally:
