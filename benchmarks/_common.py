@@ -67,7 +67,7 @@ def van_der_pol(mu=5.0):
     return fun, (0.0, 20.0), np.array([2.0, 0.0])
 
 
-def mlp_state(dim=64, batch=128, seed=0, t_end=5.0):
+def mlp_state(dim=64, batch=128, seed=0, t_end=20.0):
     """A 128×64 state under a tanh MLP field f(y) = tanh(y W1 + b) W2 − 0.1 y (plain NumPy)."""
     rng = np.random.default_rng(seed)
     W1 = rng.standard_normal((dim, dim)) / np.sqrt(dim)

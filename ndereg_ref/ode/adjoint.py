@@ -300,7 +300,7 @@ def _regularizer_sums(ctx, E, S, e_variant, s_variant):
     R_E = anp.sum(E * hs)
     if e_variant == "mean":
         R_E = R_E / (len(hs) + 1)
-    if ctx.tableau.stiffness_pair is None:
+    if ctx.tableau.stiffness_pair is None or ctx.opts.stiffness is None:
         return R_E, None
     if s_variant == "sum":
         return R_E, anp.sum(S * hs)
@@ -503,9 +503,9 @@ def _no_integration(fun, y0, ts, params, **solver):
     flatten_params(params)  # validates params as a real solve would
     y0_arr = y0 if isinstance(y0, Box) else np.asarray(y0_val)
     ys = anp.stack([anp.reshape(y0_arr, y0_val.shape) * 1.0 for _ in ts_val])
-    info = trivial_solution(None, y0_val, t0, t0, ts_val, opts.tableau, opts.convention)
+    info = trivial_solution(None, y0_val, t0, t0, ts_val, opts.tableau, opts.convention, opts.stiffness)
     info.stats = {"nfev_forward": 0, "n_vjp": 0, "nfev_backward": 0}
-    R_S = None if opts.tableau.stiffness_pair is None else 0.0
+    R_S = None if opts.tableau.stiffness_pair is None or opts.stiffness is None else 0.0
     return ys, 0.0, R_S, info
 
 

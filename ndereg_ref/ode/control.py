@@ -504,15 +504,19 @@ def min_step_size(t: float, direction: float) -> float:
     return 10 * abs(float(np.nextafter(t, direction * np.inf)) - t)
 
 
-def attempt_until_accepted(attempt, h_abs, *, t, t1, direction, max_steps, log: AttemptLog, max_step=np.inf):
+def attempt_until_accepted(
+    attempt, h_abs, *, t, t1, direction, max_steps, log: AttemptLog, max_step=np.inf, min_step=None
+):
     """Attempt steps from t until one is accepted; the loop and guards every adaptive solver here shares.
 
     ``attempt(h_abs, rejected_before) -> (accepted, h_abs_next, result)`` takes one step of proposed size
     ``h_abs`` and appends its record to ``log.records``.  Before each attempt: |h| below
     :func:`min_step_size` raises :class:`StepSizeUnderflowError`, and ``max_steps`` attempts raise
     :class:`MaxStepsExceededError`.  Returns ``(result, h_abs_next)`` of the accepted attempt.
+    ``min_step``: :func:`min_step_size` at t if the caller has it already.
     """
-    min_step = min_step_size(t, direction)
+    if min_step is None:
+        min_step = min_step_size(t, direction)
     rejected_before = False
     while True:
         if not h_abs >= min_step:
@@ -624,7 +628,7 @@ def attempt_rk_step(f, t, y, k1, h_abs, t1, opts, log: AttemptLog, shape, *, bef
             h = t_new - t
         res = rk_step(
             f, t, y, h, tab, k1=k1, rtol=opts.rtol, atol=opts.atol, stiffness=opts.stiffness,
-            n_control=opts.n_control,
+            n_control=opts.n_control, stage_states=opts.record == "full",
         )  # fmt: skip
         nfev += res.nfev
         q = float(getval(res.error_norm))
@@ -650,6 +654,6 @@ def attempt_rk_step(f, t, y, k1, h_abs, t1, opts, log: AttemptLog, shape, *, bef
 
     (res, t_new, h), h_abs_next = attempt_until_accepted(
         attempt, h_abs, t=t, t1=t1, direction=direction, max_steps=opts.max_steps, log=log,
-        max_step=opts.max_step,
+        max_step=opts.max_step, min_step=min_step,
     )  # fmt: skip
     return res, t_new, h, h_abs_next, nfev

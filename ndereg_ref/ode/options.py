@@ -31,7 +31,8 @@ class SolveOptions:
     rtol, atol : tolerances of the error norm (atol a float or a flat (n,) array).
     first_step, max_step, max_steps : the initial |h| (None: the convention's heuristic), the largest |h|,
         the most attempted steps.
-    stiffness : the stiffness-estimate variant (:data:`ndereg_ref.ode.step.STIFFNESS_VARIANTS`).
+    stiffness : the stiffness-estimate variant (:data:`ndereg_ref.ode.step.STIFFNESS_VARIANTS`), or None:
+        S is not computed (R_S is None), for solves that do not use it.
     n_control : only the first ``n_control`` flat state elements enter E, S and the initial step (None:
         all); auxiliary integral states are excluded from step control (docs/design.md §5).
     record : what each attempt's record keeps (:data:`ndereg_ref.ode.control.RECORD_LEVELS`,
@@ -187,7 +188,7 @@ def validate_inputs(
         raise ValueError(f"first_step must be in (0, |t1 - t0|], got {first_step!r}")
     if isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 1:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
-    if stiffness not in STIFFNESS_VARIANTS:
+    if stiffness is not None and stiffness not in STIFFNESS_VARIANTS:
         raise ValueError(f"unknown stiffness variant {stiffness!r}; expected one of {STIFFNESS_VARIANTS}")
     if t_eval is not None:
         t_eval = np.asarray(t_eval, dtype=float)
@@ -211,8 +212,12 @@ def flat_field(fun, args, shape, complex_state=False):
     domain.  For a complex state a real output is promoted to complex, as in scipy's ``fun_wrapped``.
     """
 
+    ndarray = np.ndarray
+
     def f(t, y):
-        out = fun(t, anp.reshape(y, shape) if isinstance(y, Box) else y.reshape(shape), *args)
+        out = fun(t, y.reshape(shape) if type(y) is ndarray else anp.reshape(y, shape), *args)
+        if type(out) is ndarray and out.shape == shape and out.dtype.kind == "f":
+            return out.reshape(-1)  # the common case, every check passed at the cost of three compares
         if isinstance(out, Box):
             if anp.shape(out) != shape:
                 raise ValueError(

@@ -104,7 +104,7 @@ def integrate(
     out = _Outputs(f, tableau, convention, t_eval, t0, t1, y0)
     accepted_index: list[int] = []
     R_E = 0.0
-    R_S = 0.0
+    R_S = None if tableau.stiffness_pair is None or opts.stiffness is None else 0.0  # None: S not computed
     E_list, S_list = [], []
     t, y = t0, y0
 
@@ -119,7 +119,7 @@ def integrate(
             _, h, t_new = frozen_steps[j]
             res = rk_step(
                 f, t, y, h, tableau, k1=k1, rtol=opts.rtol, atol=opts.atol, stiffness=opts.stiffness,
-                n_control=opts.n_control,
+                n_control=opts.n_control, stage_states=opts.record == "full",
             )  # fmt: skip
             nfev += res.nfev
             if res.nonfinite is not None:
@@ -360,12 +360,12 @@ def solve_ivp(
     shape = y0.shape
     f = flat_field(fun, as_args(args), shape, complex_state=y0.dtype.kind == "c")
     if t0 == t1 or y0.size == 0:
-        return trivial_solution(f, y0, t0, t1, t_eval, opts.tableau, opts.convention)
+        return trivial_solution(f, y0, t0, t1, t_eval, opts.tableau, opts.convention, opts.stiffness)
     res = integrate(f, t0, t1, y0.reshape(-1), opts, t_eval=t_eval, shape=shape)
     return solution_from_result(res, f, shape, (t0, t1))
 
 
-def trivial_solution(f, y0, t0, t1, t_eval, tableau, conv) -> Solution:
+def trivial_solution(f, y0, t0, t1, t_eval, tableau, conv, stiffness="rms_ratio") -> Solution:
     """t0 == t1 or a size-0 state: nothing to integrate.  As scipy's RK solvers do (``OdeSolver.step``
     finishes at once when ``n == 0 or t == t_bound``): f(t0, y0) is evaluated once (nfev = 1), there are
     no steps, and the outputs are t0 and t1 (both t0 if the span is empty) or the ``t_eval`` points.
@@ -384,7 +384,7 @@ def trivial_solution(f, y0, t0, t1, t_eval, tableau, conv) -> Solution:
         n_accepted=0,
         n_rejected=0,
         R_E=0.0,
-        R_S=None if tableau.stiffness_pair is None else 0.0,
+        R_S=None if tableau.stiffness_pair is None or stiffness is None else 0.0,
         sol=dense,
         method=tableau.name,
         convention=conv.name,
@@ -410,7 +410,7 @@ def solution_from_result(res: IntegrationResult, f, shape, t_span) -> Solution:
         n_accepted=n_acc,
         n_rejected=len(res.records) - n_acc,
         R_E=float(getval(res.R_E)),
-        R_S=None if tableau.stiffness_pair is None else float(getval(res.R_S)),
+        R_S=None if res.R_S is None else float(getval(res.R_S)),
         sol=dense,
         method=tableau.name,
         convention=res.convention.name,

@@ -313,6 +313,50 @@ def combine(K, w, h, h_first=False):
         return ((h * inner) if h_first else (inner * h)) / s
 
 
+def _combine_plain(K, w, h, h_first=False):
+    """:func:`combine` on plain arrays inside the caller's ``errstate``: the same dot product and product
+    (so the same bits), one finiteness check, and the overflow rescue only when that check fails."""
+    out = (h * numpy.dot(K.T, w)) if h_first else (numpy.dot(K.T, w) * h)
+    total = _sum(out)
+    if total - total == 0:  # finite sum ⇒ every element finite (an overflowing sum only costs the re-check)
+        return out
+    return combine(K, w, h, h_first)
+
+
+_sum = numpy.add.reduce  # the C reduction, without ndarray.sum's Python wrapper
+
+
+def _rms_plain(x):
+    """:func:`rms_norm` of a real plain array, the same operations without the tracing checks."""
+    sq = numpy.dot(x, x)
+    if sq > 0:
+        return numpy.sqrt(sq) / x.size**0.5
+    if sq == 0:
+        return 0.0 * numpy.sqrt(sq + 1.0)
+    return sq  # NaN
+
+
+def _error_norm_plain(tableau, K, h, y, y_new, rtol, atol):
+    """:func:`error_norm` for a real plain state and a single error estimate (not DOP853): the same
+    operations in the same order, without the per-call tracing checks."""
+    sc = atol + numpy.maximum(numpy.abs(y), numpy.abs(y_new)) * rtol
+    y_err = _combine_plain(K, tableau.e, h)
+    z = y_err / sc if numpy.minimum.reduce(sc) > 0 else scaled(y_err, sc)
+    return _rms_plain(z), y_err
+
+
+def _stiffness_plain(tableau, K, Y, h, variant):
+    """:func:`stiffness_estimate` on plain real arrays for the RMS-ratio variants (same operations)."""
+    ix, iy = tableau.stiffness_pair
+    a = _rms_plain(K[iy] - K[ix])
+    if variant == "rms_ratio_direct":
+        b = _rms_plain(_combine_plain(K, tableau.A[iy] - tableau.A[ix], h))
+    else:
+        b = _rms_plain(Y[iy] - Y[ix])
+    ratio = a / b if b != 0 else numpy.float64(0.0)
+    return numpy.abs(h) * ratio if variant == "hairer" else ratio
+
+
 def _first_nonfinite(K_val, y_new_val, fsal):
     """Name of the first non-finite stage (1-based, as in HNW) or of y_new; None if all are finite."""
     for i in range(K_val.shape[0]):
@@ -335,6 +379,7 @@ def rk_step(
     atol: float = 1e-6,
     stiffness: str = "rms_ratio",
     n_control: int | None = None,
+    stage_states: bool = True,
 ) -> StepResult:
     """Take one explicit RK step of size h from (t, y) — no accept/reject, no step-size control.
 
@@ -345,7 +390,9 @@ def rk_step(
     y : (n,) state.   tableau : the method.
     k1 : f(t, y) if already known (FSAL reuse / first step), else evaluated here.
     rtol, atol : tolerances of the scaled error norm (scalars or (n,) arrays).
-    stiffness : variant of :func:`stiffness_estimate`.
+    stiffness : variant of :func:`stiffness_estimate`, or None: S is not computed (``stiffness`` None).
+    stage_states : False: the result's ``stage_states`` is None (the solver's recording levels below
+        "full" do not keep them; S reads the two it needs without a copy into an (s, n) array).
     n_control : if given, E and S use only the first ``n_control`` state elements (auxiliary states such as
         TayNODE/RNODE integrals are "excluded from step control", docs/design.md §5); ``y_err`` stays
         full-size.
@@ -359,7 +406,7 @@ def rk_step(
     >>> round(float(r.y_new[0]), 6)  # exp(-0.1) = 0.904837...
     0.904833
     """
-    A, c = tableau.A, tableau.c
+    rows, c = tableau.stage_rows
     s = tableau.n_stages
     nfev = 0
     if k1 is None:
@@ -371,57 +418,86 @@ def rk_step(
     K_list, Y_list = [k1], [y]
     buf = None
     if not (isinstance(y, Box) or isinstance(k1, Box)):
-        dtype = numpy.result_type(getval(y), getval(k1))
-        buf = (numpy.empty((s, numpy.size(y)), dtype), numpy.empty((s, numpy.size(y)), dtype))
-        buf[0][0], buf[1][0] = k1, y
-
-    def stages_so_far():
-        n_done = len(K_list)
-        return buf[0][:n_done] if buf is not None else anp.stack(K_list)
-
-    def store(ki, Yi):
-        nonlocal buf
-        i = len(K_list)
-        K_list.append(ki)
-        Y_list.append(Yi)
-        if buf is not None:
-            if isinstance(ki, Box):  # parameters are traced: switch to the list representation
-                buf = None
-            else:
-                buf[0][i], buf[1][i] = ki, Yi
+        dtype = numpy.result_type(y, k1)
+        n = numpy.size(y)
+        buf = (numpy.empty((s, n), dtype), numpy.empty((s, n), dtype) if stage_states else None)
+        buf[0][0] = k1
+        if stage_states:
+            buf[1][0] = y
 
     last = s - 1 if tableau.fsal else s
     # A NaN/Inf stage is not an error here: the convention decides (scipy and diffrax reject and shrink,
-    # torchdiffeq and OrdinaryDiffEq fail), so our arithmetic on such values is silenced — not the user's f.
-    for i in range(1, last):
-        Yi = y + combine(stages_so_far(), A[i, :i], h)
-        ki = fun(t + c[i] * h, Yi)
-        store(ki, Yi)
-        nfev += 1
-    if tableau.fsal:
-        # y_{n+1} from the first s−1 stages, then the FSAL stage at (t + h, y_{n+1}).
-        y_new = y + combine(stages_so_far(), tableau.b[:-1], h, h_first=True)
-        k_last = fun(t + h, y_new)
-        store(k_last, y_new)
-        nfev += 1
-    else:
-        y_new = y + combine(stages_so_far(), tableau.b, h, h_first=True)
+    # torchdiffeq and OrdinaryDiffEq fail), so our arithmetic on such values is silenced — not the user's f
+    # (one errstate for the whole step: entering it costs as much as a stage combination on a small state).
     with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for i in range(1, last):
+            if buf is not None:
+                Yi = y + _combine_plain(buf[0][:i], rows[i], h)
+            else:
+                Yi = y + combine(anp.stack(K_list), rows[i], h)
+            ki = fun(t + c[i] * h, Yi)
+            nfev += 1
+            K_list.append(ki)
+            Y_list.append(Yi)
+            if buf is not None:
+                if isinstance(ki, Box):  # parameters are traced: switch to the lists (kept all along)
+                    buf = None
+                else:
+                    buf[0][i] = ki
+                    if stage_states:
+                        buf[1][i] = Yi
+        if tableau.fsal:
+            # y_{n+1} from the first s−1 stages, then the FSAL stage at (t + h, y_{n+1}).
+            if buf is not None:
+                y_new = y + _combine_plain(buf[0][: s - 1], tableau.b[:-1], h, h_first=True)
+            else:
+                y_new = y + combine(anp.stack(K_list), tableau.b[:-1], h, h_first=True)
+            k_last = fun(t + h, y_new)
+            nfev += 1
+            K_list.append(k_last)
+            Y_list.append(y_new)
+            if buf is not None:
+                if isinstance(k_last, Box):
+                    buf = None
+                else:
+                    buf[0][s - 1] = k_last
+                    if stage_states:
+                        buf[1][s - 1] = y_new
+        elif buf is not None:
+            y_new = y + _combine_plain(buf[0], tableau.b, h, h_first=True)
+        else:
+            y_new = y + combine(anp.stack(K_list), tableau.b, h, h_first=True)
         if buf is not None:
             K, Y = buf
+            Y_rows = Y if stage_states else Y_list  # S reads two rows: the list avoids an (s, n) copy
         else:
             K, Y = anp.stack(K_list), anp.stack(Y_list)
-        K_val, y_new_val = getval(K), getval(y_new)
+            Y_rows = Y
+        K_val, y_new_val = (K, y_new) if buf is not None else (getval(K), getval(y_new))
         nonfinite = None
-        if not (numpy.all(numpy.isfinite(K_val)) and numpy.all(numpy.isfinite(y_new_val))):
+        total = _sum(K_val, axis=None) + _sum(y_new_val)
+        if not total - total == 0:  # one check per step: some value is NaN/Inf (or the sum overflowed)
             nonfinite = _first_nonfinite(K_val, y_new_val, tableau.fsal)
+        plain = buf is not None and tableau.e3 is None and K.dtype.kind == "f" and not isinstance(y, Box)
         if n_control is None:
-            E, y_err = error_norm(tableau, K, h, y, y_new, rtol, atol)
-            S = stiffness_estimate(tableau, K, Y, h, stiffness)
+            if plain:
+                E, y_err = _error_norm_plain(tableau, K, h, y, y_new, rtol, atol)
+            else:
+                E, y_err = error_norm(tableau, K, h, y, y_new, rtol, atol)
+            Kc, Yc = K, Y_rows
         else:
             c_ = slice(0, n_control)
             atol_c = atol[c_] if numpy.ndim(atol) else atol
             E, _ = error_norm(tableau, K[:, c_], h, y[c_], y_new[c_], rtol, atol_c)
-            S = stiffness_estimate(tableau, K[:, c_], Y[:, c_], h, stiffness)
+            Kc = K[:, c_]
+            Yc = Y[:, c_] if Y is not None and not isinstance(Y_rows, list) else [Yi[c_] for Yi in Y_rows]
             y_err = combine(K, tableau.e, h)
-    return StepResult(t, h, y, y_new, y_err, K, Y, E, S, nfev, nonfinite)
+        if stiffness is None or tableau.stiffness_pair is None:
+            S = None
+        elif plain and stiffness != "max_elementwise":
+            S = _stiffness_plain(tableau, Kc, Yc, h, stiffness)
+        else:
+            S = stiffness_estimate(
+                tableau, Kc, Yc if not isinstance(Yc, list) else numpy.stack(Yc), h, stiffness
+            )
+    return StepResult(t, h, y, y_new, y_err, K, Y if stage_states else None, E, S, nfev, nonfinite)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction as F
+from functools import cached_property
 
 import autograd.numpy as anp
 import numpy as np
@@ -106,6 +107,12 @@ class Tableau:
     def n_new_evals(self) -> int:
         """Function evaluations per attempted step: s, minus one for a reused FSAL stage."""
         return self.n_stages - 1 if self.fsal else self.n_stages
+
+    @cached_property
+    def stage_rows(self) -> tuple:
+        """(A[i, :i] for each stage i, c as Python floats): what a step reads per stage, sliced once per
+        tableau instead of once per stage (the values are the arrays' own, so the arithmetic is unchanged)."""
+        return tuple(self.A[i, :i] for i in range(self.n_stages)), tuple(float(ci) for ci in self.c)
 
     def dense_weights(self, theta) -> np.ndarray:
         """Weights w(θ) (s + n_extra,) with y(t_n + θh) = y_n + h Σ_i w_i(θ) K_i."""
