@@ -112,7 +112,7 @@ class AdjointContext:
         is set, vᵀ∂f/∂t is also added to ``t_bar`` (autograd's, the field's ``vjp_t``, or 0 for a field
         marked ``autonomous``)."""
         self.stats["n_vjp"] += 1
-        params = self.spec.unflatten(self.theta)
+        params = self._plain_params()
         fun_vjp = getattr(self.fun, "vjp", None)
         if fun_vjp is not None:
             yb, pb = fun_vjp(t, np.reshape(y, self.shape), params, np.reshape(v, self.shape))
@@ -141,6 +141,14 @@ class AdjointContext:
             self.t_bar += float(zb[-1])
             zb = zb[:-1]
         return zb[:n], zb[n:]
+
+    def _plain_params(self):
+        """θ in the field's structure, unflattened once per θ (the sweep makes one VJP per stage)."""
+        cached = self.__dict__.get("_params_cache")
+        if cached is None or cached[0] is not self.theta:
+            cached = (self.theta, self.spec.unflatten(self.theta))
+            self.__dict__["_params_cache"] = cached
+        return cached[1]
 
     def _field_time_vjp(self, t, y, params, v):
         """vᵀ ∂f/∂t for a field with its own ``.vjp``: 0 if it says ``autonomous = True``, else its
