@@ -384,3 +384,35 @@ def test_report_unwritable_output_is_one_line(results_dir, tmp_path, capsys):
     blocker.write_text("x")
     assert _report("--results", results_dir, "-o", blocker / "r.md") == 2
     assert str(blocker / "r.md") in _one_error_line(capsys)
+
+
+# --------------------------------------------------------------------------------------------------
+# docs/results.md is generated from the committed results files
+# --------------------------------------------------------------------------------------------------
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _sections(text):
+    parts, current = {}, None
+    for line in text.split("\n"):
+        if line.startswith("### "):
+            current = line
+            parts[current] = []
+        elif current is not None:
+            parts[current].append(line)
+    return {k: "\n".join(v).strip() for k, v in parts.items()}
+
+
+def test_every_unmarked_section_of_docs_results_is_what_the_committed_files_generate(tmp_path):
+    """Each section of docs/results.md not marked as pending a rerun is, character for character, what
+    ``ndereg-ref report`` writes from the committed docs/results/*.json (so no number there is typed by
+    hand or left over from a lost run)."""
+    out = tmp_path / "results.md"
+    assert main(["report", "--results", os.path.join(_ROOT, "docs", "results"), "-o", str(out)]) == 0
+    generated = _sections(out.read_text())
+    committed = _sections(open(os.path.join(_ROOT, "docs", "results.md"), encoding="utf-8").read())
+    unmarked = [k for k in committed if "pending rerun" not in k]
+    assert unmarked, "docs/results.md has no section generated from a committed file"
+    for title in unmarked:
+        assert title in generated, f"{title!r} has no committed results file"
+        assert committed[title] == generated[title], f"{title!r} differs from what its results file generates"
