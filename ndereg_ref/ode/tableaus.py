@@ -119,6 +119,25 @@ class Tableau:
         powers = theta ** np.arange(1, self.dense_P.shape[1] + 1)
         return self.dense_P @ powers
 
+    def _check_extended(self, K_ext):
+        n_ext = self.dense_P.shape[0]
+        if np.ndim(K_ext) != 2 or np.shape(K_ext)[0] != n_ext:
+            raise ValueError(
+                f"{self.name}: dense output needs the {n_ext} extended stages as an ({n_ext}, n) array, "
+                f"got shape {np.shape(K_ext)}"
+            )
+
+    def _nested_terms(self, y, h, K_ext, y_new, xp):
+        """F0..F6 of DOP853's nested dense output (:meth:`dense_eval`), outermost first."""
+        s = self.n_stages
+        if y_new is None:
+            y_new = y + h * xp.dot(K_ext[: s - 1].T, self.b[:-1])
+        delta = y_new - y
+        F = [delta, h * K_ext[0] - delta, 2 * delta - h * (K_ext[s - 1] + K_ext[0])]
+        FD = h * xp.dot(self.dense_D, K_ext)
+        F.extend(FD[r] for r in range(FD.shape[0]))
+        return F
+
     def dense_eval(self, y, h, K_ext, theta, y_new=None):
         """Dense output y(t_n + θh) of one step from its state y (n,), step h and extended stages K_ext.
 
@@ -138,21 +157,10 @@ class Tableau:
         operations (FSAL: y_n + h·(K[:s−1]ᵀ b[:s−1])).  Traceable by autograd in y, y_new and K_ext.
         """
         xp = anp if any(isinstance(v, Box) for v in (y, K_ext, y_new, theta)) else np
-        n_ext = self.dense_P.shape[0]
-        if np.ndim(K_ext) != 2 or np.shape(K_ext)[0] != n_ext:
-            raise ValueError(
-                f"{self.name}: dense output needs the {n_ext} extended stages as an ({n_ext}, n) array, "
-                f"got shape {np.shape(K_ext)}"
-            )
+        self._check_extended(K_ext)
         if self.dense_D is None:
             return y + h * anp.dot(K_ext.T, self.dense_weights(theta))
-        s = self.n_stages
-        if y_new is None:
-            y_new = y + h * xp.dot(K_ext[: s - 1].T, self.b[:-1])
-        delta = y_new - y
-        F = [delta, h * K_ext[0] - delta, 2 * delta - h * (K_ext[s - 1] + K_ext[0])]
-        FD = h * xp.dot(self.dense_D, K_ext)
-        F.extend(FD[r] for r in range(FD.shape[0]))
+        F = self._nested_terms(y, h, K_ext, y_new, xp)
         # Innermost bracket first; factors θ and 1 − θ alternate, the outermost being θ (scipy's loop).
         acc = 0.0
         for i, Fk in enumerate(reversed(F)):
@@ -168,24 +176,13 @@ class Tableau:
         interpolant, not f(t, y(t)): the two agree to the interpolant's order inside a step, and exactly at
         θ = 0 (and θ = 1 for FSAL pairs and Hermite extensions) when the interpolant matches the end slopes.
         """
-        n_ext = self.dense_P.shape[0]
-        if np.ndim(K_ext) != 2 or np.shape(K_ext)[0] != n_ext:
-            raise ValueError(
-                f"{self.name}: dense output needs the {n_ext} extended stages as an ({n_ext}, n) array, "
-                f"got shape {np.shape(K_ext)}"
-            )
+        self._check_extended(K_ext)
         if self.dense_D is None:
             degree = self.dense_P.shape[1]
             k = np.arange(1, degree + 1)
             dpowers = k * theta ** (k - 1)
             return anp.dot(K_ext.T, self.dense_P @ dpowers)
-        s = self.n_stages
-        if y_new is None:
-            y_new = y + h * anp.dot(K_ext[: s - 1].T, self.b[:-1])
-        delta = y_new - y
-        F = [delta, h * K_ext[0] - delta, 2 * delta - h * (K_ext[s - 1] + K_ext[0])]
-        FD = h * anp.dot(self.dense_D, K_ext)
-        F.extend(FD[r] for r in range(FD.shape[0]))
+        F = self._nested_terms(y, h, K_ext, y_new, anp)
         acc, dacc = 0.0, 0.0
         for i, Fk in enumerate(reversed(F)):
             m, dm = (theta, 1.0) if i % 2 == 0 else (1 - theta, -1.0)
