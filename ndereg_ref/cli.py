@@ -204,7 +204,8 @@ def _reproduce(argv) -> int:
         choices=("code", "text"),
         default=None,
         help="digits/mnist: the regularizers as the papers' code computes them (code: means, max) or "
-        "as their text writes them (text: sums); default code",
+        "as their text writes them (text: sums); spiral-sde: AdaBelief as the papers' code ran it "
+        "(code: Flux 0.11.2) or as its paper writes it (text: Zhuang et al.'s Alg. 2); default code",
     )
     ap.add_argument(
         "--fresh",
@@ -346,9 +347,30 @@ def trace_main(argv=None) -> int:
     ap.add_argument("--stiffness", default="rms_ratio", choices=list(STIFFNESS_VARIANTS), help="S variant")
     ap.add_argument("--no-gradients", action="store_true", help="skip the adjoint gradients")
     ap.add_argument("-o", "--output", help="trace file to write (default: print the table only)")
+    ap.add_argument("--cotangent", type=_float_list, help="c in L = <c, y(t1)> (default: all ones)")
+    ap.add_argument(
+        "--loss", metavar="NAME", help="L = NAME(y(t1)), a function in the --field module (autograd.numpy)"
+    )
+    ap.add_argument("--local-t-r", type=_finite_float, help="record the local regularizer at this t_r")
+    ap.add_argument("--local-h-r", type=_finite_float, help="its step h_r (default: the initial-step rule)")
     ap.add_argument("--diff", nargs=2, metavar=("A", "B"), help="compare two trace files instead")
-    ap.add_argument("--diff-rtol", type=_nonneg_float, default=0.0, help="relative tolerance of --diff")
-    ap.add_argument("--diff-atol", type=_nonneg_float, default=0.0, help="absolute tolerance of --diff")
+    ap.add_argument(
+        "--diff-rtol", type=_nonneg_float, default=None,
+        help="one relative tolerance for every quantity of --diff (default: each quantity's allowed "
+        "difference derived from its conditioning)",
+    )  # fmt: skip
+    ap.add_argument("--diff-atol", type=_nonneg_float, default=None, help="the same, absolute")
+    ap.add_argument(
+        "--diff-tol", action="append", type=_quantity_tolerance, default=[], metavar="Q=RTOL:ATOL",
+        help="tolerance of one quantity (repeatable), e.g. E=1e-8:0",
+    )  # fmt: skip
+    ap.add_argument("--ignore", type=_name_list, default=[], help="comma-separated quantities --diff skips")
+    ap.add_argument(
+        "--replay", metavar="THEIRS",
+        help="re-evaluate every attempt of another implementation's trace at its (t, y, h) with our step "
+        "and compare per quantity, then R_E, R_S and gradients on its frozen grid (--field: our version of "
+        "the field, for a problem that is not built in)",
+    )  # fmt: skip
     ap.add_argument("--quiet", action="store_true", help="print nothing but errors")
     _progress_flags(ap)
     args, code = _parse(ap, argv)
@@ -357,13 +379,18 @@ def trace_main(argv=None) -> int:
     _one_line_warnings(ap.prog)
     if args.diff:
         try:
-            d = diff_traces(*args.diff, rtol=args.diff_rtol, atol=args.diff_atol)
+            d = diff_traces(*args.diff, rtol=args.diff_rtol, atol=args.diff_atol,
+                            tolerances=dict(args.diff_tol), ignore=args.ignore)  # fmt: skip
         except TraceFormatError as exc:
             return _fail(ap.prog, exc)
         except OSError as exc:
             return _fail(ap.prog, f"cannot read {exc.filename!r}: {exc.strerror or exc}")
+        except ValueError as exc:  # an unknown quantity in --diff-tol / --ignore
+            return _fail(ap.prog, exc)
         print(d)
         return 0 if d.equal else 1
+    if args.replay:
+        return _replay(ap.prog, args)
     if not (args.field or args.problem):
         return _fail(ap.prog, "give --problem, --field or --diff")
     user_only = [o for o, v in (("--y0", args.y0), ("--t-span", args.t_span), ("--params", args.params)) if v]
@@ -385,6 +412,15 @@ def trace_main(argv=None) -> int:
             f"method {resolved!r}",
             file=sys.stderr,
         )
+    if args.loss and not args.field:
+        return _fail(ap.prog, "--loss names a function of the --field module; give --field")
+    if args.loss and args.cotangent:
+        return _fail(ap.prog, "--loss and --cotangent both define L; give one")
+    if args.local_h_r is not None and args.local_t_r is None:
+        return _fail(ap.prog, "--local-h-r needs --local-t-r")
+    local = None
+    if args.local_t_r is not None:
+        local = {"t_r": args.local_t_r, **({} if args.local_h_r is None else {"h_r": args.local_h_r})}
     kw = dict(
         method=args.method,
         convention=args.convention,
@@ -393,6 +429,8 @@ def trace_main(argv=None) -> int:
         stiffness=args.stiffness,
         gradients=not args.no_gradients,
         progress=_show_progress(args) and not args.quiet,
+        cotangent=args.cotangent,
+        local=local,
     )
     try:
         if args.field:
@@ -405,6 +443,11 @@ def trace_main(argv=None) -> int:
                 return _fail(
                     ap.prog, f"--field {args.field!r} needs {' and '.join(missing)} (or y0/t_span in it)"
                 )
+            if args.loss:
+                loss = getattr(module, args.loss, None)
+                if not callable(loss):
+                    return _fail(ap.prog, f"--loss {args.loss!r}: the --field module has no such function")
+                kw["loss"] = loss
             try:
                 trace = make_trace(
                     fun, y0, t_span, params, source={"name": args.field, "source": "user"}, **kw
@@ -442,6 +485,42 @@ def trace_main(argv=None) -> int:
     return 0
 
 
+def _quantity_tolerance(text: str) -> tuple[str, tuple[float, float]]:
+    """``E=1e-8:0`` → ("E", (1e-8, 0.0)) for ``trace --diff-tol``."""
+    name, sep, pair = text.partition("=")
+    parts = pair.split(":")
+    if not sep or not name.strip() or len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"{text!r} is not QUANTITY=RTOL:ATOL (e.g. E=1e-8:0)")
+    return name.strip(), (_nonneg_float(parts[0]), _nonneg_float(parts[1]))
+
+
+def _name_list(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _replay(prog, args) -> int:
+    """``trace --replay THEIRS [--field ours.py:f]``: exit 0 agree, 1 differ, 2 a user error."""
+    from .oracle.replay import replay_trace
+    from .oracle.schema import TraceFormatError
+
+    fun = params = None
+    try:
+        if args.field:
+            module, fun = _user_field(args.field)
+            params = args.params if args.params is not None else getattr(module, "params", None)
+        rep = replay_trace(args.replay, fun=fun, params=params, gradients=not args.no_gradients)
+    except TraceFormatError as exc:
+        return _fail(prog, exc)
+    except OSError as exc:
+        return _fail(prog, f"cannot read {exc.filename!r}: {exc.strerror or exc}")
+    except ValueError as exc:
+        return _fail(prog, exc)
+    except SolverError as exc:
+        return _fail(prog, f"the replay failed: {exc}")
+    print(rep)
+    return 0 if rep.agree else 1
+
+
 def _tolerance_pairs(text: str) -> list[tuple[float, float]]:
     """``1e-3:1e-6,1e-6:1e-9`` → [(1e-3, 1e-6), (1e-6, 1e-9)], each a positive rtol and atol."""
     pairs = []
@@ -470,8 +549,15 @@ def crosscheck_main(argv=None) -> int:
         "(counts and NFE must match; max |Δt| over accepted steps; gradients on the same grid).",
     )
     ap.add_argument("--against", required=True, choices=["scipy", "torchdiffeq", "diffrax", "nodepy"])
-    ap.add_argument(
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument(
         "--problems", default=None, help=f"comma-separated problem names (default: all, {','.join(PROBLEMS)})"
+    )
+    src.add_argument(
+        "--field",
+        help="your own field 'FILE.py:NAME', NAME(t, y, p, xp) written with the array namespace xp (numpy, "
+        "torch, jax.numpy); the module defines y0, t_span and optionally params; the file is imported, "
+        "i.e. RUN, as Python code",
     )
     ap.add_argument(
         "--tols",
@@ -488,15 +574,27 @@ def crosscheck_main(argv=None) -> int:
     args, code = _parse(ap, argv)
     if args is None:
         return code
-    if args.against == "nodepy" and args.problems is not None:
-        return _fail(ap.prog, "--against nodepy checks the tableaus (order conditions), not --problems")
+    if args.against == "nodepy" and (args.problems is not None or args.field is not None):
+        given = "--problems" if args.problems is not None else "--field"
+        return _fail(ap.prog, f"--against nodepy checks the tableaus (order conditions), not {given}")
     problems = (
         list(PROBLEMS)
         if args.problems is None
         else [p.strip() for p in args.problems.split(",") if p.strip()]
     )
     unknown = [p for p in problems if p not in PROBLEMS]
-    if unknown or not problems:
+    if args.field is not None:
+        from .oracle.fields import user_problem
+
+        target = args.field.partition(":")[0]
+        if ":" not in args.field or ((target.endswith(".py") or os.path.sep in target)
+                                     and not os.path.isfile(target)):  # fmt: skip
+            return _fail(ap.prog, f"--field {args.field!r} must name an existing FILE.py:NAME")
+        try:
+            problems, unknown = [user_problem(args.field)], []
+        except (ImportError, ValueError, SyntaxError) as exc:
+            return _fail(ap.prog, f"--field {args.field!r}: {exc}")
+    elif unknown or not problems:
         what = f"unknown problem {unknown[0]!r}" if unknown else "no problem named"
         return _fail(ap.prog, f"--problems {args.problems!r}: {what}; choose from {','.join(PROBLEMS)}")
     if args.gradients and args.against not in ("torchdiffeq", "diffrax"):

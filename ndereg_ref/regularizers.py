@@ -194,6 +194,9 @@ def local_regularization(
     method="tsit5",
     save_times=None,
     k1_mode: str = "frozen",
+    t_r: float | None = None,
+    u_r=None,
+    h_r: float | None = None,
 ):
     """The local regularizer r = E(t_r)·h_r of Pal et al. 2023 for the solve ``info`` (module docstring).
 
@@ -205,18 +208,42 @@ def local_regularization(
     takes ``integrator.dt`` straight from ``init``).  Returns ``(r, LocalSample)``; r is differentiable
     w.r.t. params only; ``k1_mode``: see :func:`local_error_step` ("live" costs one more f call, which
     ``n_calls`` counts; ``nfev`` keeps the papers' count of 9).
+
+    ``t_r`` (and optionally ``u_r``, ``h_r``): evaluate r at this time instead of drawing one — to compare
+    with another implementation at the same point; ``rng`` is then not used (may be None).  ``u_r``
+    defaults to the solve's dense output y(t_r), ``h_r`` to the initial-step rule above.  ``h_r`` has the
+    sign of t1 − t0.
     """
     if k1_mode not in K1_MODES:
         raise ValueError(f"unknown k1_mode {k1_mode!r}; expected one of {K1_MODES}")
     t0, t1 = info.t_span
-    t_r = sample_local_time(rng, sampling, (t0, t1), biased_candidates(info.t_accepted, save_times))
+    if t_r is None:
+        t_r = sample_local_time(rng, sampling, (t0, t1), biased_candidates(info.t_accepted, save_times))
+    else:
+        t_r = float(t_r)
+        if not (min(t0, t1) <= t_r <= max(t0, t1)):
+            raise ValueError(f"t_r = {t_r!r} lies outside the solve's span ({t0!r}, {t1!r})")
     p = getval(params)
-    u_r = np.asarray(info.sol(t_r))
+    u_r = np.asarray(info.sol(t_r)) if u_r is None else np.asarray(u_r, dtype=float)
+    if u_r.shape != np.shape(info.sol(t0)):
+        raise ValueError(f"u_r has shape {u_r.shape}, the state has {np.shape(info.sol(t0))}")
+    if not np.all(np.isfinite(u_r)):
+        raise ValueError("u_r holds NaN/Inf")
     shape = u_r.shape
+    p = _strip(params)  # also a list of boxes (params unflattened from a traced vector)
     f_plain = _flat(fun, p, shape)
     k1 = np.asarray(f_plain(t_r, u_r.reshape(-1)))
     tableau = get_tableau(method)
     dtmax = abs(t1 - t_r)
+    if h_r is not None:
+        h_r = float(h_r)
+        if h_r == 0 or not np.isfinite(h_r) or (h_r > 0) != (t1 > t0):
+            raise ValueError(f"h_r = {h_r!r} must be finite, nonzero and have the sign of t1 - t0")
+        r = local_error_step(
+            fun, params, t_r, u_r, k1, h_r, rtol=rtol, atol=atol, method=method, k1_mode=k1_mode
+        )
+        n_calls = 1 + tableau.n_stages - 1 + (k1_mode == "live")
+        return r, LocalSample(sampling, t_r, h_r, u_r, k1.reshape(shape), n_calls, n_calls)
     if dtmax == 0:
         raise ValueError("local regularization drew t_r = t1: no room for a step")
     h_r, n_probe = ordinarydiffeq_initial_step(

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .gradients import discrete_adjoint_gradients
-from .problems import PROBLEMS, get_problem
+from .problems import PROBLEMS, Problem, get_problem
 
 __all__ = [
     "StepAgreement",
@@ -109,7 +109,9 @@ class TableauAgreement:
 
 
 def _problems(names):
-    return [get_problem(n) for n in (names or list(PROBLEMS))]
+    """Problem names (``oracle.problems.PROBLEMS``) or :class:`~ndereg_ref.oracle.problems.Problem`
+    objects (a user's field, :func:`ndereg_ref.oracle.fields.user_problem`)."""
+    return [n if isinstance(n, Problem) else get_problem(n) for n in (names or list(PROBLEMS))]
 
 
 def _ours(problem, method, convention, rtol, atol):

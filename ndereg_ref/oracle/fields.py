@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-__all__ = ["spiral_field", "load_user_field"]
+__all__ = ["spiral_field", "load_user_field", "user_problem"]
 
 
 def spiral_field(hidden: int = 8, seed: int = 0):
@@ -40,3 +40,35 @@ def load_user_field(spec: str):
     if not callable(getattr(module, name, None)):
         raise ValueError(f"{target!r} has no callable {name!r} (expected f(t, y, params))")
     return module, getattr(module, name)
+
+
+def user_problem(spec: str):
+    """``--field FILE.py:NAME`` for the cross-checks: ``NAME(t, y, p, xp)`` written with the array namespace
+    ``xp`` (NumPy/autograd, torch and jax.numpy all run it, as the built-in problems are written,
+    ``oracle.problems``), and ``y0``, ``t_span`` and ``params`` (a flat vector) defined in the module.
+    Returns a :class:`~ndereg_ref.oracle.problems.Problem` named by the spec."""
+    import inspect
+
+    from .problems import Problem
+
+    module, field = load_user_field(spec)
+    try:
+        n_args = len(inspect.signature(field).parameters)
+    except (TypeError, ValueError):
+        n_args = 4
+    if n_args != 4:
+        raise ValueError(
+            f"{spec!r} takes {n_args} arguments; the cross-checks need field(t, y, p, xp) written with the "
+            "array namespace xp (numpy, torch, jax.numpy), like the built-in problems"
+        )
+    missing = [k for k in ("y0", "t_span") if getattr(module, k, None) is None]
+    if missing:
+        raise ValueError(f"{spec!r}: the module must define {' and '.join(missing)}")
+    y0 = tuple(float(v) for v in np.ravel(module.y0))
+    t_span = tuple(float(v) for v in module.t_span)
+    if len(t_span) != 2 or t_span[0] == t_span[1] or not all(np.isfinite(t_span)):
+        raise ValueError(f"{spec!r}: t_span = {module.t_span!r} must be two different finite times")
+    if not y0 or not all(np.isfinite(y0)):
+        raise ValueError(f"{spec!r}: y0 must be a non-empty finite vector")
+    params = tuple(float(v) for v in np.ravel(getattr(module, "params", ()) or ()))
+    return Problem(spec, field, t_span, y0, params, None, f"user field {spec}")

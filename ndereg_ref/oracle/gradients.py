@@ -10,11 +10,16 @@ import numpy as np
 __all__ = ["discrete_adjoint_gradients"]
 
 
-def discrete_adjoint_gradients(fun, y0, t_span, params, *, gradients=True, on_phase=None, **solver):
+def discrete_adjoint_gradients(
+    fun, y0, t_span, params, *, gradients=True, on_phase=None, cotangent=None, loss=None, **solver
+):
     """One solve of y' = fun(t, y, params) from t0 to t1 (:func:`ndereg_ref.odeint_regularized`, discrete
     adjoint) and the gradients of
 
-        R_E = Σ_j E_j|h_j|,   R_S = Σ_j S_j|h_j|,   L = Σ_i y_i(t1)
+        R_E = Σ_j E_j|h_j|,   R_S = Σ_j S_j|h_j|,   L = ⟨c, y(t1)⟩  (c = ``cotangent``; default all ones)
+
+    or L = ``loss(y(t1))`` for a scalar function written with autograd.numpy (its gradient at y(t1) is
+    the cotangent of the sweep)
 
     with respect to y0 and the flattened parameters θ (docs/design.md §5, §6): one forward solve, then one
     reverse sweep per quantity through the same autograd VJP.  Returns ``(info, ys, R_E, R_S, grads)``
@@ -43,9 +48,19 @@ def discrete_adjoint_gradients(fun, y0, t_span, params, *, gradients=True, on_ph
         )
         forward.update(info=info, ys=np.asarray(getval(ys)), R_E=float(getval(R_E)),
                        R_S=None if R_S is None else float(getval(R_S)))  # fmt: skip
-        return anp.stack([R_E, anp.sum(ys[-1])] + ([] if R_S is None else [R_S]))
+        if loss is not None:
+            L = loss(ys[-1])
+        else:
+            L = anp.sum(ys[-1]) if cotangent is None else anp.sum(ys[-1] * cotangent)
+        return anp.stack([R_E, L] + ([] if R_S is None else [R_S]))
 
     y0 = np.asarray(y0, dtype=float)
+    if cotangent is not None:
+        cotangent = np.asarray(cotangent, dtype=float)
+        if cotangent.shape != y0.shape:
+            raise ValueError(f"cotangent has shape {cotangent.shape}; y(t1) has {y0.shape}")
+        if not np.all(np.isfinite(cotangent)):
+            raise ValueError("cotangent holds NaN/Inf")
     phase = on_phase if on_phase is not None else (lambda name: None)
     phase("forward solve")
     if not gradients:

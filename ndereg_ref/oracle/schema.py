@@ -27,6 +27,8 @@ __all__ = [
     "STEP_FIELDS",
     "STEP_FLOATS",
     "STEP_ARRAYS",
+    "STEP_REQUIRED",
+    "STEP_OPTIONAL",
     "SUMMARY_COUNTS",
     "SUMMARY_FIELDS",
     "GRADIENT_FIELDS",
@@ -41,8 +43,17 @@ __all__ = [
 # The format, its version and its fields in order (docs/trace-schema.md); diff_traces compares a step's
 # quantities in the order of STEP_FIELDS.
 TRACE_FORMAT = "ndereg_ref.trace"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 STEP_FIELDS = ("t", "h", "t_new", "accepted", "E", "S", "nfev", "y", "y_new", "y_err", "stages")
+# Version 2 lets a trace written from another library's public hooks leave out what that library does not
+# expose (docs/trace-schema.md, "Partial traces"): these step and summary keys may be absent, and the
+# checks that need them are skipped.  Version 1 requires every field.
+STEP_REQUIRED = ("t", "h", "t_new", "accepted", "y")
+STEP_OPTIONAL = ("E", "S", "nfev", "y_new", "y_err", "stages")
+SUMMARY_REQUIRED = ("n_steps", "n_accepted", "n_rejected", "t_final", "y_final")
+SUMMARY_OPTIONAL = ("nfev", "R_E", "R_S")
+LOCAL_FIELDS = ("t_r", "h_r", "u_r", "k1_mode", "value", "dr_dparams")
 STEP_FLOATS = ("t", "h", "t_new", "E")
 STEP_ARRAYS = ("y", "y_new", "y_err", "stages")
 SUMMARY_COUNTS = ("n_steps", "n_accepted", "n_rejected", "nfev")
@@ -63,25 +74,39 @@ class TraceFormatError(ValueError):
 
 @dataclass
 class TraceStep:
-    """One attempted step of a loaded trace (floats exact, arrays as NumPy arrays)."""
+    """One attempted step of a loaded trace (floats exact, arrays as NumPy arrays).
+
+    ``absent``: the optional quantities (:data:`STEP_OPTIONAL`) the file leaves out — their attributes are
+    None.  ``S`` is also None, but *present*, for a tableau without a stiffness pair.
+    """
 
     t: float
     h: float
     t_new: float
     accepted: bool
-    E: float
+    E: float | None
     S: float | None
-    nfev: int
+    nfev: int | None
     y: np.ndarray
-    y_new: np.ndarray
-    y_err: np.ndarray
-    stages: np.ndarray
+    y_new: np.ndarray | None
+    y_err: np.ndarray | None
+    stages: np.ndarray | None
+    absent: frozenset = frozenset()
+
+    def has(self, name: str) -> bool:
+        """Whether the trace holds quantity ``name`` for this step."""
+        return name not in self.absent
 
 
 @dataclass
 class Trace:
     """A loaded, validated trace: ``problem``/``solver`` settings (floats decoded), ``steps``,
-    ``summary`` and ``gradients`` (dict of arrays or None), plus the raw JSON dict in ``raw``."""
+    ``summary`` and ``gradients`` (dict of arrays or None), plus the raw JSON dict in ``raw``.
+
+    ``absent``: what the writer could not record, {JSON path: reason} (e.g. ``{"steps.E": "torchdiffeq's
+    callbacks do not see the error ratio"}``); ``summary`` lacks the keys of :data:`SUMMARY_OPTIONAL` it
+    leaves out.  ``local``: the local regularizer's record (:data:`LOCAL_FIELDS`) or None.
+    """
 
     problem: dict
     solver: dict
@@ -91,6 +116,12 @@ class Trace:
     schema_version: int
     generator: str
     raw: dict = field(repr=False, default_factory=dict)
+    absent: dict = field(default_factory=dict)
+    local: dict | None = None
+
+    def step_has(self, name: str) -> bool:
+        """Whether every step holds quantity ``name``."""
+        return all(s.has(name) for s in self.steps)
 
     @property
     def t_accepted(self) -> np.ndarray:
@@ -139,6 +170,8 @@ class _Reader:
 
     def __init__(self, source):
         self.source = source
+        self.version = SCHEMA_VERSION
+        self.absent = {}
 
     def fail(self, path, msg):
         raise TraceFormatError(path, msg, self.source)
@@ -235,13 +268,24 @@ class _Reader:
         if d["format"] != TRACE_FORMAT:
             self.fail("format", f"expected {TRACE_FORMAT!r}, got {_describe(d['format'])}")
         version = d["schema_version"]
-        if not isinstance(version, int) or isinstance(version, bool) or version != SCHEMA_VERSION:
+        if not isinstance(version, int) or isinstance(version, bool) or version not in READABLE_VERSIONS:
             self.fail(
                 "schema_version",
-                f"this reader knows version {SCHEMA_VERSION}, the file has {_describe(version)}",
+                f"this reader knows versions {', '.join(map(str, READABLE_VERSIONS))}, the file has "
+                f"{_describe(version)}",
             )
+        self.version = version
         if "generator" in d:
             self.string(d["generator"], "generator")
+        absent = {}
+        if version >= 2 and "absent" in d:
+            self.obj(d["absent"], "absent", ())
+            absent = {k: self.string(v, f"absent.{k}") for k, v in d["absent"].items()}
+            allowed = {f"steps.{k}" for k in STEP_OPTIONAL} | {f"summary.{k}" for k in SUMMARY_OPTIONAL}
+            for k in absent:
+                if k not in allowed:
+                    self.fail(f"absent.{k}", f"is not an optional quantity ({', '.join(sorted(allowed))})")
+        self.absent = absent
         problem = self.read_problem(d["problem"])
         solver = self.read_solver(d["solver"], problem["y0"].shape)
         if not isinstance(d["steps"], list):
@@ -250,9 +294,12 @@ class _Reader:
         steps = [self.read_step(s, f"steps[{i}]", state_shape) for i, s in enumerate(d["steps"])]
         summary = self.read_summary(d["summary"], state_shape)
         gradients = self.read_gradients(d["gradients"], problem)
+        local = self.read_local(d["local"], problem) if version >= 2 and d.get("local") is not None else None
         self.check_steps(steps, problem, solver)
         self.check_summary(summary, steps, problem, solver)
-        return Trace(problem, solver, steps, summary, gradients, version, str(d.get("generator", "")), d)
+        return Trace(
+            problem, solver, steps, summary, gradients, version, str(d.get("generator", "")), d, absent, local
+        )
 
     def read_problem(self, prob) -> dict:
         self.obj(prob, "problem", ("name", "t_span", "y0", "params"))
@@ -294,7 +341,8 @@ class _Reader:
         from ..ode.step import STIFFNESS_VARIANTS
         from ..ode.tableaus import TABLEAUS
 
-        self.obj(solv, "solver", ("method", "convention", "rtol", "atol", "stiffness"))
+        required = ("method", "convention", "rtol", "atol") + (("stiffness",) if self.version == 1 else ())
+        self.obj(solv, "solver", required)
         solver = dict(solv)
         method = self.string(solv["method"], "solver.method")
         if method not in TABLEAUS:
@@ -309,7 +357,8 @@ class _Reader:
                 f"{method!r} is not the tableau the {convention} convention uses ({resolved!r}); a trace "
                 "records the tableau actually used",
             )
-        self.string(solv["stiffness"], "solver.stiffness", STIFFNESS_VARIANTS)
+        if "stiffness" in solv:
+            self.string(solv["stiffness"], "solver.stiffness", STIFFNESS_VARIANTS)
         solver["rtol"] = self.nonneg_float(solv["rtol"], "solver.rtol")
         if isinstance(solv["atol"], dict):
             atol = self.array(solv["atol"], "solver.atol")
@@ -328,45 +377,86 @@ class _Reader:
         return solver
 
     def read_step(self, s, p, state_shape) -> TraceStep:
-        self.obj(s, p, STEP_FIELDS)
+        self.obj(s, p, STEP_FIELDS if self.version == 1 else STEP_REQUIRED)
+        absent = frozenset(k for k in STEP_OPTIONAL if k not in s)
+        self.undeclared(absent, "steps", p)
+        readers = {
+            "E": lambda v: self.nonneg_float(v, f"{p}.E", finite=False),
+            "S": lambda v: self.nonneg_float(v, f"{p}.S", nullable=True, finite=False),
+            "nfev": lambda v: self.integer(v, f"{p}.nfev"),
+            "y_new": lambda v: self.array(v, f"{p}.y_new", shape=state_shape, finite=False),
+            "y_err": lambda v: self.array(v, f"{p}.y_err", shape=state_shape, finite=False),
+            "stages": lambda v: self.array(v, f"{p}.stages", trailing=state_shape, finite=False),
+        }
+        optional = {k: (None if k in absent else read(s[k])) for k, read in readers.items()}
         return TraceStep(
             t=self.hexfloat(s["t"], f"{p}.t"),
             h=self.hexfloat(s["h"], f"{p}.h"),
             t_new=self.hexfloat(s["t_new"], f"{p}.t_new"),
             accepted=self.boolean(s["accepted"], f"{p}.accepted"),
-            E=self.nonneg_float(s["E"], f"{p}.E", finite=False),
-            S=self.nonneg_float(s["S"], f"{p}.S", nullable=True, finite=False),
-            nfev=self.integer(s["nfev"], f"{p}.nfev"),
             y=self.array(s["y"], f"{p}.y", shape=state_shape),
-            y_new=self.array(s["y_new"], f"{p}.y_new", shape=state_shape, finite=False),
-            y_err=self.array(s["y_err"], f"{p}.y_err", shape=state_shape, finite=False),
-            stages=self.array(s["stages"], f"{p}.stages", trailing=state_shape, finite=False),
+            absent=absent,
+            **optional,
         )
 
+    def undeclared(self, missing, section, path):
+        """A partial trace leaves out only what its top-level ``absent`` names (with the reason)."""
+        for k in sorted(missing):
+            if f"{section}.{k}" not in self.absent:
+                self.fail(f"{path}.{k}", "missing (a partial trace names it in 'absent' with the reason)")
+
     def read_summary(self, summ, state_shape) -> dict:
-        self.obj(summ, "summary", SUMMARY_FIELDS)
-        summary = {k: self.integer(summ[k], f"summary.{k}") for k in SUMMARY_COUNTS}
+        self.obj(summ, "summary", SUMMARY_FIELDS if self.version == 1 else SUMMARY_REQUIRED)
+        self.undeclared({k for k in SUMMARY_OPTIONAL if k not in summ}, "summary", "summary")
+        summary = {k: self.integer(summ[k], f"summary.{k}") for k in SUMMARY_COUNTS if k in summ}
         summary["t_final"] = self.hexfloat(summ["t_final"], "summary.t_final")
         summary["y_final"] = self.array(summ["y_final"], "summary.y_final", shape=state_shape)
-        summary["R_E"] = self.nonneg_float(summ["R_E"], "summary.R_E")
-        summary["R_S"] = self.nonneg_float(summ["R_S"], "summary.R_S", nullable=True)
+        if "R_E" in summ:
+            summary["R_E"] = self.nonneg_float(summ["R_E"], "summary.R_E")
+        if "R_S" in summ:
+            summary["R_S"] = self.nonneg_float(summ["R_S"], "summary.R_S", nullable=True)
         return summary
 
     def read_gradients(self, g, problem) -> dict | None:
+        """Version 1: all of :data:`GRADIENT_FIELDS` (the discrete adjoint); version 2: any subset, an
+        ``adjoint`` that says how they were computed, and the ``cotangent`` of y(t1) that defines L."""
         if g is None:
             return None
-        self.obj(g, "gradients", GRADIENT_FIELDS)
+        self.obj(g, "gradients", GRADIENT_FIELDS if self.version == 1 else ())
         if "adjoint" in g:
-            self.string(g["adjoint"], "gradients.adjoint", ("discrete",))
+            self.string(g["adjoint"], "gradients.adjoint", ("discrete",) if self.version == 1 else None)
         if "loss_L" in g:
             self.string(g["loss_L"], "gradients.loss_L")
         n_par = 0 if problem["params"] is None else problem["params"].size
-        gradients = {"adjoint": g.get("adjoint", "discrete")}
+        gradients = {"adjoint": g.get("adjoint", "discrete"), "loss_L": g.get("loss_L", "sum(y(t1))")}
+        if self.version >= 2 and g.get("cotangent") is not None:
+            gradients["cotangent"] = self.array(
+                g["cotangent"], "gradients.cotangent", shape=problem["y0"].shape
+            )
         for k in GRADIENT_FIELDS:
+            if k not in g:
+                continue
             shape = problem["y0"].shape if k.endswith("dy0") else (n_par,)
             nullable = k.endswith("dparams") and n_par == 0 or k.startswith("dR_S")
             gradients[k] = self.array(g[k], f"gradients.{k}", nullable=nullable, shape=shape)
         return gradients
+
+    def read_local(self, loc, problem) -> dict:
+        """The local regularizer r = E(t_r)·|h_r| of one step from (t_r, u_r) (docs/design.md §5)."""
+        self.obj(loc, "local", ("t_r", "h_r", "u_r", "value"))
+        n_par = 0 if problem["params"] is None else problem["params"].size
+        local = {
+            "t_r": self.hexfloat(loc["t_r"], "local.t_r"),
+            "h_r": self.hexfloat(loc["h_r"], "local.h_r"),
+            "u_r": self.array(loc["u_r"], "local.u_r", shape=problem["y0"].shape),
+            "value": self.nonneg_float(loc["value"], "local.value"),
+            "k1_mode": self.string(loc.get("k1_mode", "frozen"), "local.k1_mode", ("frozen", "live")),
+        }
+        if loc.get("dr_dparams") is not None:
+            local["dr_dparams"] = self.array(loc["dr_dparams"], "local.dr_dparams", shape=(n_par,))
+        if local["h_r"] == 0:
+            self.fail("local.h_r", "is 0: the local step needs a nonzero step size")
+        return local
 
     # ------------------------------------------------------------------------------ solver invariants
 
@@ -396,11 +486,11 @@ class _Reader:
             p = f"steps[{i}]"
             if finished:
                 self.fail(p, f"follows the accepted step that reached t1 = {t1!r} (steps out of order?)")
-            if s.stages.shape[0] != tab.n_stages:
+            if s.stages is not None and s.stages.shape[0] != tab.n_stages:
                 self.fail(
                     f"{p}.stages.shape", f"has {s.stages.shape[0]} stages; {tab.name} has {tab.n_stages}"
                 )
-            if (s.S is None) != (tab.stiffness_pair is None):
+            if s.has("S") and (s.S is None) != (tab.stiffness_pair is None):
                 has = (
                     "has no stiffness pair, so S must be null"
                     if tab.stiffness_pair is None
@@ -413,7 +503,7 @@ class _Reader:
                     f"is {s.t!r} but the step must start at {t_start!r} (t0, the end of the previous "
                     "accepted step, or the start of the rejected one it retries); steps out of order?",
                 )
-            if not np.array_equal(s.y, y_start):
+            if y_start is not None and not np.array_equal(s.y, y_start):
                 self.fail(f"{p}.y", "differs from y0 / the previous accepted y_new / the rejected step's y")
             if not s.h * direction > 0:
                 self.fail(f"{p}.h", f"is {s.h!r}; must be nonzero with the sign of t1 - t0 = {t1 - t0!r}")
@@ -436,7 +526,7 @@ class _Reader:
                     f"{p}.t_new",
                     f"is {s.t_new!r}, past t1 = {t1!r}, but {conv.name} clips the last step to t1",
                 )
-            if s.accepted != conv.accept(s.E):
+            if s.E is not None and s.accepted != conv.accept(s.E):
                 rule = "E <= 1" if conv.accept(1.0) else "E < 1"
                 self.fail(
                     f"{p}.accepted",
@@ -447,6 +537,7 @@ class _Reader:
                     v = getattr(s, name)
                     if v is not None and not np.all(np.isfinite(v)):
                         self.fail(f"{p}.{name}", f"holds inf/nan in an accepted step: {NONFINITE_OK}")
+                # without y_new (a partial trace) the next step's y is the only record of it
                 t_start, y_start = s.t_new, s.y_new
                 finished = direction * (s.t_new - t1) >= 0
         if not finished:
@@ -466,8 +557,8 @@ class _Reader:
         for k, n in counts.items():
             if summary[k] != n:
                 self.fail(f"summary.{k}", f"says {summary[k]} but the steps' accepted flags give {n}")
-        n_attempts = sum(s.nfev for s in steps)
-        if summary["nfev"] < n_attempts:
+        n_attempts = sum(s.nfev for s in steps if s.nfev is not None)
+        if "nfev" in summary and summary["nfev"] < n_attempts:
             self.fail(
                 "summary.nfev", f"is {summary['nfev']}, fewer than the steps' own {n_attempts} evaluations"
             )
@@ -475,14 +566,16 @@ class _Reader:
         if summary["t_final"] != t1:
             self.fail("summary.t_final", f"is {summary['t_final']!r} but t1 = problem.t_span[1] = {t1!r}")
         last = accepted[-1]  # check_steps guarantees the last step is accepted and reaches t1
-        if last.t_new == t1 and not np.array_equal(summary["y_final"], last.y_new):
+        if last.t_new == t1 and last.y_new is not None and not np.array_equal(summary["y_final"], last.y_new):
             self.fail("summary.y_final", "differs from the y_new of the last accepted step, which ends at t1")
         has_pair = TABLEAUS[solver["method"]].stiffness_pair is not None
-        if (summary["R_S"] is None) == has_pair:
+        if "R_S" in summary and (summary["R_S"] is None) == has_pair:
             self.fail("summary.R_S", f"is {summary['R_S']!r} but S is {'' if has_pair else 'not '}recorded")
         for name, key in (("R_E", "E"), ("R_S", "S")):
-            if summary[name] is None:
+            if summary.get(name) is None:
                 continue
+            if any(not s.has(key) for s in accepted):
+                continue  # a partial trace's R_E from E_j it does not record: nothing to check it against
             terms = [getattr(s, key) * abs(s.h) for s in accepted]
             exact, tol = math.fsum(terms), _sum_tolerance(terms)
             if not abs(summary[name] - exact) <= tol:

@@ -121,6 +121,9 @@ def make_trace(
     spiral_seed=0,
     source: dict | None = None,
     progress: bool = False,
+    cotangent=None,
+    loss=None,
+    local: dict | None = None,
 ) -> dict:
     """Solve once and return the trace as a JSON-ready dict (schema in ``docs/trace-schema.md``).
 
@@ -129,8 +132,13 @@ def make_trace(
     ``spiral_seed``), or ``fun(t, y, params)``, ``y0``, ``t_span`` and ``params`` (array, list of arrays
     or None) are given.  The solve is :func:`ndereg_ref.odeint_regularized` from t0 to t1 with the given
     tableau/convention/tolerances; with ``gradients`` the discrete adjoint gives ∂R_E, ∂R_S and
-    ∂L (L = Σ y(t1)) with respect to y0 and the flattened parameters.  ``progress``: a tqdm bar on stderr
-    per phase (forward solve, each reverse sweep) showing how far in t it has come.
+    ∂L with respect to y0 and the flattened parameters, L = ⟨c, y(t1)⟩ for ``cotangent`` c (default: all
+    ones, L = Σ y(t1)), or L = ``loss(y(t1))`` for a scalar autograd.numpy function (the trace records
+    its gradient at y(t1) as the cotangent).  ``local``: ``{"t_r": …}`` with optionally ``"u_r"``,
+    ``"h_r"``, ``"k1_mode"`` records the local regularizer r = E(t_r)|h_r| of one Tsit5 step from
+    (t_r, u_r) (u_r defaults to y(t_r) from the dense output, h_r to OrdinaryDiffEq's initial step there;
+    :func:`ndereg_ref.regularizers.local_regularization`) with ∂r/∂params.  ``progress``: a tqdm bar on
+    stderr per phase (forward solve, each reverse sweep) showing how far in t it has come.
     """
     from .._version import __version__
     from ..ode.params import flatten_params
@@ -167,7 +175,7 @@ def make_trace(
         info, ys, R_E, R_S, g = discrete_adjoint_gradients(
             fun if watch is None else watch.field, y0, (t0, t1), params, method=method,
             convention=convention, rtol=rtol, atol=atol, stiffness=stiffness, gradients=gradients,
-            record="full",
+            record="full", cotangent=cotangent, loss=loss,
             on_phase=None if watch is None else watch.phase,
         )  # fmt: skip
     finally:
@@ -191,12 +199,27 @@ def make_trace(
             }
         )
     grads = None
+    # the cotangent of y(t1) that defines L (for a loss function: its gradient there), so that a replay of
+    # the trace differentiates the same L
+    c_used = None if cotangent is None else np.asarray(cotangent, dtype=float)
+    if loss is not None:
+        from autograd import grad
+
+        c_used = np.asarray(grad(loss)(np.asarray(ys)[-1] * 1.0), dtype=float)
     if gradients:
         grads = {
             "adjoint": "discrete",
-            "loss_L": "sum(y(t1))",
+            "loss_L": (
+                f"{getattr(loss, '__name__', 'loss')}(y(t1))"
+                if loss is not None
+                else "sum(y(t1))"
+                if cotangent is None
+                else "<cotangent, y(t1)>"
+            ),  # fmt: skip
+            **({} if c_used is None else {"cotangent": _array(c_used)}),
             **{k: _array_or_none(g[k]) for k in GRADIENT_FIELDS},
         }
+    local_record = None if local is None else _local_record(fun, params, info, local, rtol, atol, gradients)
     return {
         "format": TRACE_FORMAT,
         "schema_version": SCHEMA_VERSION,
@@ -227,6 +250,35 @@ def make_trace(
             "R_S": _hex_or_none(R_S),
         },
         "gradients": grads,
+        "local": local_record,
+    }
+
+
+def _local_record(fun, params, info, local, rtol, atol, gradients) -> dict:
+    """The trace's ``local`` section: r = E(t_r)|h_r| at the given t_r (u_r, h_r), and ∂r/∂params."""
+    from autograd import grad
+
+    from ..ode.params import flatten_params
+    from ..regularizers import local_regularization
+
+    unknown = set(local) - {"t_r", "u_r", "h_r", "k1_mode"}
+    if unknown or "t_r" not in local:
+        raise ValueError(f"local must hold t_r (and optionally u_r, h_r, k1_mode); got {sorted(local)}")
+    theta, spec = flatten_params(params)
+    theta = np.asarray(theta, dtype=float)
+    kw = dict(rtol=rtol, atol=atol, t_r=local["t_r"], u_r=local.get("u_r"), h_r=local.get("h_r"))
+    kw["k1_mode"] = local.get("k1_mode", "frozen")
+    r, sample = local_regularization(fun, params, info, None, **kw)
+    d_theta = None
+    if gradients and theta.size:
+        d_theta = grad(lambda th: local_regularization(fun, spec.unflatten(th), info, None, **kw)[0])(theta)
+    return {
+        "t_r": _hex(sample.t_r),
+        "h_r": _hex(sample.h_r),
+        "u_r": _array(sample.u_r),
+        "k1_mode": kw["k1_mode"],
+        "value": _hex(float(r)),
+        "dr_dparams": _array_or_none(None if d_theta is None else np.asarray(d_theta)),
     }
 
 

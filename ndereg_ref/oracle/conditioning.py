@@ -16,7 +16,7 @@ without fused multiply–adds, satisfies
 
 so its relative error is ≤ γ_n · Σ|c_i||x_i| / |Σ c_i x_i| (the sum's condition number times γ_n).  The
 bound is order-independent, which is what makes it hold across BLAS kernels.  Propagated through one step
-(notation of ``ndereg_ref/step.py``; δ denotes an absolute, elementwise bound):
+(notation of ``ndereg_ref/ode/step.py``; δ denotes an absolute, elementwise bound):
 
 * stage state  Y_i = fl(y + fl(h · fl(Σ_{j<i} a_ij k_j))): one rounding of the final sum, γ_{i+1} on the
   increment (a dot product of i terms, then the multiplication by h), plus the stages' own errors:
@@ -117,12 +117,51 @@ def stage_states(tableau, y, h, K) -> np.ndarray:
     return Y
 
 
-def step_bounds(tableau, step, jac_y, jac_t, rtol, atol, *, k1_given: bool) -> StepBounds:
+def lipschitz_estimate(tableau, y, h, K) -> float:
+    """‖k_i − k_j‖∞ / ‖Y_i − Y_j‖∞ for the pair of stages whose states lie farthest apart: an estimate of
+    ‖∂f/∂y‖∞ along the step from the recorded stages alone (what a diff of two traces has when no field
+    is at hand).  The farthest pair, because for a time-dependent f the Δk of two nearby stage states is
+    mostly ∂f/∂t·Δt, which a ratio with a tiny ΔY would blow up."""
+    K = np.reshape(K, (tableau.n_stages, -1))
+    Y = stage_states(tableau, np.ravel(y), h, K)
+    best_dy, ratio = 0.0, 0.0
+    for i in range(len(K)):
+        for j in range(i):
+            dy = float(np.max(np.abs(Y[i] - Y[j]), initial=0.0))
+            if dy > best_dy:
+                best_dy, ratio = dy, float(np.max(np.abs(K[i] - K[j]), initial=0.0)) / dy
+    return ratio
+
+
+def lipschitz_jacobians(L: float):
+    """(jac_y, jac_t) stand-ins for :func:`step_bounds` when only a Lipschitz estimate L is known: |J| v is
+    replaced by L ‖v‖∞ in every component, |∂f/∂t| by L (an estimate, not a bound)."""
+
+    def jac_y(t, Y):
+        n = np.size(Y)
+        return np.full((n, n), L / n)
+
+    def jac_t(t, Y):
+        return np.full(np.size(Y), L)
+
+    return jac_y, jac_t
+
+
+def step_bounds(
+    tableau, step, jac_y, jac_t, rtol, atol, *, k1_given: bool, d_y=0.0, d_h=0.0, coefficients="shared"
+) -> StepBounds:
     """Rounding bounds of every quantity of a recorded step (formulas: module docstring).
 
     ``step``: a :class:`ndereg_ref.oracle.schema.TraceStep` (flat states).  ``jac_y(t, Y)`` → (n, n) ∂f/∂y and
     ``jac_t(t, Y)`` → (n,) ∂f/∂t of the field.  ``k1_given``: the first stage was passed in (FSAL reuse:
     bit-identical input, no rounding) rather than evaluated by the step.
+
+    Two computations whose *inputs* differ — another implementation's step, after its controller moved
+    away from ours — add the first-order effect of ``d_y`` (|Δy|, elementwise) and ``d_h`` (|Δh|) to the
+    same propagation: δY_i gains d_y + d_h Σ_j |a_ij||k_j|, y_new gains d_y + d_h |Σ b_i k_i|, y_err gains
+    d_h |Σ e_i k_i|.  ``coefficients="independent"``: the other side rounds the tableau's rationals itself
+    (its b and b̂ each within u of ours), so e = b − b̂ may differ by u(|b| + |b̂|), not u|e|: y_err gains
+    u |h| Σ (|b_i| + |b̂_i|)|k_i| — the term that dominates a small error estimate's conditioning.
     """
     A, b, c, e = tableau.A, tableau.b, tableau.c, tableau.e
     s = tableau.n_stages
@@ -131,9 +170,10 @@ def step_bounds(tableau, step, jac_y, jac_t, rtol, atol, *, k1_given: bool) -> S
     n = y.size
     Y = stage_states(tableau, y, h, K)
     dK, dY = np.zeros_like(K), np.zeros_like(K)
+    d_y = np.broadcast_to(np.asarray(d_y, dtype=float), y.shape)
     for i in range(s):
         if i == 0:
-            dY[0] = 0.0
+            dY[0] = d_y
         else:
             fsal_last = tableau.fsal and i == s - 1
             row = b[: s - 1] if fsal_last else A[i, :i]
@@ -141,20 +181,25 @@ def step_bounds(tableau, step, jac_y, jac_t, rtol, atol, *, k1_given: bool) -> S
             # fl(y + fl(fl(Σ a k)·h)): γ_{m+1} on the increment, one rounding u of the sum (not γ|y|:
             # y enters once, so a small step's Y_i is y to within u|Y_i|, not to 12u|y|).
             dY[i] = U * np.abs(Y[i]) + (1 + U) * gamma(m + 1) * abs(h) * (np.abs(row) @ np.abs(K[:m]))
-            dY[i] += abs(h) * (np.abs(row) @ dK[:m])
+            dY[i] += abs(h) * (np.abs(row) @ dK[:m]) + d_y + d_h * np.abs(row @ K[:m])
+            if coefficients == "independent":
+                dY[i] += U * abs(h) * (np.abs(row) @ np.abs(K[:m]))
         if i == 0 and k1_given:
             continue
         ti = t + c[i] * h
         J, Jt = np.abs(np.atleast_2d(jac_y(ti, Y[i]))), np.abs(np.ravel(jac_t(ti, Y[i])))
-        dt = gamma(2) * (abs(t) + abs(c[i] * h)) if i > 0 else 0.0
+        dt = (gamma(2) * (abs(t) + abs(c[i] * h)) if i > 0 else 0.0) + abs(c[i]) * d_h
         dK[i] = J @ dY[i] + Jt * dt + U * (J @ np.abs(Y[i]) + np.abs(K[i]))
     if tableau.fsal:
         d_ynew = dY[s - 1]
     else:
         y_new_ = np.ravel(step.y_new)
         d_ynew = U * np.abs(y_new_) + (1 + U) * gamma(s + 1) * abs(h) * (np.abs(b) @ np.abs(K))
-        d_ynew += abs(h) * (np.abs(b) @ dK)
+        d_ynew += abs(h) * (np.abs(b) @ dK) + d_y + d_h * np.abs(b @ K)
     d_yerr = abs(h) * (dot_rounding(e, K) + gamma(1) * np.abs(e) @ np.abs(K) + np.abs(e) @ dK)
+    d_yerr = d_yerr + d_h * np.abs(e @ K)
+    if coefficients == "independent":
+        d_yerr = d_yerr + U * abs(h) * ((np.abs(b) + np.abs(b - e)) @ np.abs(K))
     y_new = np.ravel(step.y_new)
     sc = atol + np.maximum(np.abs(y), np.abs(y_new)) * rtol
     d_sc = rtol * d_ynew + gamma(2) * sc
