@@ -289,9 +289,9 @@ def _spiral_floor(res: dict) -> str:
 
 # What each experiment is and why it differs from its paper row (no numbers here: those come from the JSON).
 _TIMING = (
-    "Wall times were measured with BLAS pinned to one thread but while the other reproductions ran on the "
-    "same two cores, so time ratios carry that noise; the training NFE per iteration is the load-independent "
-    "measure of training cost."
+    "Wall times were measured with BLAS pinned to one thread but while other work (other reproductions, "
+    "tests) ran on the same two-core machine, so time ratios carry that noise; the training NFE per "
+    "iteration is the load-independent measure of training cost."
 )
 NOTES: dict[str, str] = {
     "digits": (

@@ -56,6 +56,10 @@ SOLVER = {"method": "sosri", "rtol": 0.3, "atol": 0.3}
 WEIGHTS = {"vanilla": 0.0, "ernsde": 0.2, "local_unbiased": 2.5, "local_biased": 2.5}
 WEIGHTS_FINAL = {"vanilla": None, "ernsde": None, "local_unbiased": 1.0, "local_biased": 1.0}
 ADABELIEF_VARIANT = "flux0.11"
+# reproduce spiral-sde --variant: the optimiser as the papers' code ran it (code: Flux 0.11.2's AdaBelief) or
+# as the AdaBelief paper writes it (text: Zhuang et al.'s Alg. 2, Optimisers.jl)
+VARIANTS = ("code", "text")
+OPTIMIZER_OF_VARIANT = {"code": ADABELIEF_VARIANT, "text": "optimisers"}
 LOSS_REDUCTION = "mean"
 PAPER_ITERS = 250
 # FULL: an iteration (one 100-path SOSRI solve + autograd backward) costs 1.2 CPU-s at the start (≈ 330
@@ -88,16 +92,17 @@ def _reg_weight(method, e, iters):
     return annealed_weight(WEIGHTS[method], WEIGHTS_FINAL[method], e, iters)
 
 
-def train_one(model, data, method, seed, iters, lr, batch, progress=False):
+def train_one(model, data, method, seed, iters, lr, batch, progress=False, optimizer=ADABELIEF_VARIANT):
     """Train from ``model.init_params(seed)``; iteration e uses the Brownian path of
     ``default_rng([TRAIN_STREAM, seed, e])`` (the same for every method).  Returns
     (params [θ_f, θ_g], history of :class:`IterationRecord`, training wall time).  ``nfev_forward`` of a
-    record counts the drift evaluations of that iteration (solve + local regularizer)."""
+    record counts the drift evaluations of that iteration (solve + local regularizer).  ``optimizer``: the
+    AdaBelief variant (:data:`OPTIMIZER_OF_VARIANT`)."""
     local_rng = np.random.default_rng([LOCAL_STREAM, seed])
     nested = model.init_params(seed)  # [θ_f (list), θ_g (list)]; AdaBelief works on the flat list
     n_f = len(nested[0])
     params = list(nested[0]) + list(nested[1])
-    opt = AdaBelief(params, lr=lr, variant=ADABELIEF_VARIANT)
+    opt = AdaBelief(params, lr=lr, variant=optimizer)
     counter = [0]
     f = _counting(model.f, counter)
     x0 = _x0(data, batch)
@@ -197,9 +202,18 @@ def _path_table(summary: dict) -> str:
 
 
 def run(
-    *, quick=False, out=None, n_seeds=None, iters=None, methods=None, progress=False, fresh=False
+    *,
+    quick=False,
+    out=None,
+    n_seeds=None,
+    iters=None,
+    methods=None,
+    progress=False,
+    fresh=False,
+    variant="code",
 ) -> dict:
     out = out or "results/spiral-sde"
+    optimizer = OPTIMIZER_OF_VARIANT[variant]
     plan = RunPlan.choose(quick, FULL, QUICK, iters, n_seeds)
     preset, iters = plan.preset, plan.iters
     methods = methods or METHODS
@@ -211,12 +225,12 @@ def run(
             "method": m, "seed": seed, "iters": iters, "lr": preset["lr"], "batch": preset["batch"],
             "n_data": preset["n_data"], "n_eval_paths": preset["n_eval_paths"], "data_seed": DATA_SEED,
             "solver": SOLVER, "weight": WEIGHTS[m], "weight_final": WEIGHTS_FINAL[m],
-            "optimizer": ADABELIEF_VARIANT, "loss": LOSS_REDUCTION, "model": repr(model),
+            "optimizer": optimizer, "loss": LOSS_REDUCTION, "model": repr(model),
         }  # fmt: skip
 
     def run_one(m, seed):
         params, hist, t_train = train_one(
-            model, data, m, seed, iters, preset["lr"], preset["batch"], progress=progress
+            model, data, m, seed, iters, preset["lr"], preset["batch"], progress=progress, optimizer=optimizer
         )
         ev = evaluate_one(model, params, data, preset["n_eval_paths"], preset["batch"], seed)
         record = {
@@ -252,7 +266,7 @@ def run(
         "paper_iters": PAPER_ITERS,
         "seeds": plan.seeds,
         "lr": preset["lr"],
-        "optimizer": {"name": "AdaBelief", "variant": ADABELIEF_VARIANT, "b1": 0.9, "b2": 0.999},
+        "optimizer": {"name": "AdaBelief", "variant": optimizer, "b1": 0.9, "b2": 0.999},
         "solver": SOLVER,
         "weights": {m: WEIGHTS[m] for m in methods},
         "weights_final": {m: WEIGHTS_FINAL[m] for m in methods},
