@@ -208,6 +208,10 @@ def _reproduce(argv) -> int:
         "(code: Flux 0.11.2) or as its paper writes it (text: Zhuang et al.'s Alg. 2); default code",
     )
     ap.add_argument(
+        "--weight-scale", type=_positive_float, default=None,
+        help="digits/mnist: multiply every regularizer weight by this factor (a weight sweep)",
+    )  # fmt: skip
+    ap.add_argument(
         "--fresh",
         action="store_true",
         help="ignore the finished runs kept in <out>/partial/ and recompute all",
@@ -231,6 +235,7 @@ def _reproduce(argv) -> int:
             progress=_show_progress(args),
             fresh=args.fresh,
             variant=args.variant,
+            weight_scale=args.weight_scale,
         )
     except ExperimentError as exc:  # raised before any training: nothing to keep
         return _fail(ap.prog, exc)

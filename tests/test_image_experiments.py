@@ -231,3 +231,19 @@ def test_mnist_quick_trains_on_the_784_dim_state(tmp_path):
         res["settings"]["state_dim"] == 784 and res["settings"]["n_train"] + res["settings"]["n_test"] == 1000
     )
     assert res["settings"]["n_test"] == 200 and res["methods"]["vanilla"]["prediction_nfe"]["mean"] > 0
+
+
+def test_weight_scale_multiplies_every_regularizer_weight_and_is_checked():
+    from ndereg_ref.experiments.common import ExperimentError, run_experiment
+    from ndereg_ref.experiments.images import SPECS, scaled_specs
+
+    assert scaled_specs(1.0) is SPECS
+    s = scaled_specs(10.0)
+    for m, spec in SPECS.items():
+        assert s[m].weight == spec.weight * 10.0
+        assert s[m].weight_final == (None if spec.weight_final is None else spec.weight_final * 10.0)
+        assert s[m].srnode_weight == spec.srnode_weight  # the R_S share of ernode+srnode is kept
+    with pytest.raises(ExperimentError, match="digits and mnist"):
+        run_experiment("spiral", weight_scale=2.0)
+    with pytest.raises(ExperimentError, match="positive"):
+        run_experiment("digits", weight_scale=float("nan"))

@@ -451,8 +451,10 @@ def run_experiment(
     progress=False,
     fresh=False,
     variant=None,
+    weight_scale=None,
 ) -> dict:
     """Dispatch to the experiment module; returns the summary dict also written to results.json.
+    ``weight_scale`` (digits, mnist): every regularizer weight multiplied by it (a weight sweep).
 
     Bad settings raise :class:`ExperimentError` before any training.  Finished (method, seed) runs are kept
     in ``<out>/partial/`` and reused by a rerun with the same settings (``fresh=True``: recompute all); on
@@ -475,6 +477,12 @@ def run_experiment(
             )
         check_choice("variant", variant, module.VARIANTS)
         extra["variant"] = variant
+    if weight_scale is not None:
+        if name not in ("digits", "mnist"):
+            raise ExperimentError(f"--weight-scale applies to digits and mnist, not {name!r}")
+        if not (np.isfinite(weight_scale) and weight_scale > 0):
+            raise ExperimentError(f"weight_scale = {weight_scale!r} must be a positive finite number")
+        extra["weight_scale"] = float(weight_scale)
     try:
         with single_threaded_blas():
             return module.run(

@@ -40,7 +40,7 @@ What we changed for a CPU and say so: Adam with lr 0.01 for both papers (paper A
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..learn.train import TrainConfig
 from . import plots
@@ -143,12 +143,25 @@ def load_split(dataset: str, n_samples=None):
     return getattr(real_data, DATASETS[dataset][0])(TEST_FRACTION, rng=DATA_SEED, n_samples=n_samples)
 
 
+def scaled_specs(factor: float) -> dict:
+    """:data:`SPECS` with every regularizer weight λ0 and final weight λ1 multiplied by ``factor`` (a
+    weight sweep: ``reproduce digits --weight-scale``); λ's ratio to the data loss is what a sweep moves."""
+    if factor == 1.0:
+        return SPECS
+    return {
+        m: replace(s, weight=s.weight * factor,
+                   weight_final=None if s.weight_final is None else s.weight_final * factor)
+        for m, s in SPECS.items()
+    }  # fmt: skip
+
+
 def run_dataset(
     dataset: str, *, quick=False, out=None, n_seeds=None, iters=None, methods=None, progress=False,
-    fresh=False, variant=None,
+    fresh=False, variant=None, weight_scale=1.0,
 ) -> dict:  # fmt: skip
     """Train every method × seed on ``dataset`` (a key of DATASETS), evaluate and write results.json,
-    table.md and the plots to ``out``; returns the summary.  ``variant``: "code" (default) or "text"."""
+    table.md and the plots to ``out``; returns the summary.  ``variant``: "code" (default) or "text";
+    ``weight_scale``: every regularizer weight multiplied by it (:func:`scaled_specs`)."""
     from ..learn.tasks import ImageNODETask
 
     variant = variant or "code"
@@ -160,8 +173,10 @@ def run_dataset(
     split = load_split(dataset, preset["n_samples"])
     task = ImageNODETask(split, hidden=100, final_tanh=True, batch_size=preset["batch"])
 
+    specs = scaled_specs(float(weight_scale))
+
     def config(m, seed):
-        return SPECS[m].train_config(
+        return specs[m].train_config(
             solver=SOLVER, variant=variant, iters=plan.iters, lr=preset["lr"], taynode_order=TAYNODE_ORDER,
             steer_b=STEER_B, seed=seed, progress=progress,
         )  # fmt: skip
@@ -185,13 +200,15 @@ def run_dataset(
     title = (
         f"{dataset}: NODE classifier on {task_settings['n_train']} + {task_settings['n_test']} real images "
         f"({task.dim}-dim state) — {plan.describe()}, {variant} variant"
+        + ("" if weight_scale == 1.0 else f", weights ×{weight_scale:g}")
     )
     settings = {
         **plan.settings(),
         "optimizer": "adam",
         "solver": SOLVER,
         "variant": variant,
-        **spec_settings(SPECS, methods),
+        "weight_scale": float(weight_scale),
+        **spec_settings(specs, methods),
         "taynode_order": TAYNODE_ORDER,
         "steer_b": STEER_B,
         **task_settings,
