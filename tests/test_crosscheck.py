@@ -109,3 +109,39 @@ def test_format_rows_handles_every_kind():
     assert "decay" in text and "RK45" in text and "yes" in text
     assert cc.format_rows([]) == "(no rows)"
     assert np.isfinite(rows[0].max_abs_dt)
+
+
+@pytest.mark.parametrize("their", ["Dopri5", "Tsit5", "Bosh3"])
+@pytest.mark.parametrize("problem", ["vdp", "lotka", "exp_sin"])
+def test_one_step_from_the_same_inputs_agrees_with_diffrax_step_to_a_few_ulp(their, problem):
+    """Issue 17: with convention="diffrax", our rk_step from diffrax's (t, y, h) gives diffrax's own
+    ``solver.step`` y1 and y_error to a few ulp of the sums' magnitudes (|h| Σ|b_i||k_i|, |h| Σ|e_i||k_i|:
+    the same weights, torch/XLA summation order), at three step sizes."""
+    pytest.importorskip("diffrax", reason="diffrax is in the optional crosscheck extra")
+    jax = cc._jax()
+    import diffrax
+    import jax.numpy as jnp
+
+    from ndereg_ref.ode.control import get_convention
+    from ndereg_ref.ode.step import rk_step
+    from ndereg_ref.ode.tableaus import TABLEAUS
+
+    p = PROBLEMS[problem]
+    f = p.field_for(jnp)
+    term = diffrax.ODETerm(lambda t, y, args: f(t, y, args))
+    solver = getattr(diffrax, their)()
+    tab = get_convention("diffrax").resolve_tableau(TABLEAUS[cc.DIFFRAX_METHODS[their]])
+    y0 = jnp.asarray(p.y0, dtype=jnp.float64)
+    args = jnp.asarray(p.params, dtype=jnp.float64)
+    t0 = float(p.t_span[0])
+    for h in (1e-3, 0.05, 0.2):
+        state = solver.init(term, t0, t0 + h, y0, args)
+        y1, y_err, _, _, _ = solver.step(term, t0, t0 + h, y0, args, state, made_jump=False)
+        jax.block_until_ready(y1)
+        res = rk_step(p.fun, t0, np.asarray(p.y0, dtype=float), h, tab, rtol=1e-6, atol=1e-9)
+        K = np.abs(np.reshape(res.stages, (tab.n_stages, -1)))
+        ulp = np.finfo(float).eps
+        scale_y = np.abs(res.y_new) + abs(h) * (np.abs(tab.b) @ K)
+        scale_e = abs(h) * ((np.abs(tab.b) + np.abs(tab.b - tab.e)) @ K)
+        assert np.all(np.abs(np.asarray(y1) - res.y_new) <= 8 * ulp * scale_y), (their, problem, h)
+        assert np.all(np.abs(np.asarray(y_err) - res.y_err) <= 8 * ulp * scale_e), (their, problem, h)
