@@ -566,7 +566,14 @@ class _Reader:
         if summary["t_final"] != t1:
             self.fail("summary.t_final", f"is {summary['t_final']!r} but t1 = problem.t_span[1] = {t1!r}")
         last = accepted[-1]  # check_steps guarantees the last step is accepted and reaches t1
-        if last.t_new == t1 and last.y_new is not None and not np.array_equal(summary["y_final"], last.y_new):
+        # torchdiffeq reads y(t1) from its interpolant even when the last step ends on t1 (a few ulp off)
+        clips = get_convention(solver["convention"]).clip_to_end
+        if (
+            clips
+            and last.t_new == t1
+            and last.y_new is not None
+            and not np.array_equal(summary["y_final"], last.y_new)
+        ):
             self.fail("summary.y_final", "differs from the y_new of the last accepted step, which ends at t1")
         has_pair = TABLEAUS[solver["method"]].stiffness_pair is not None
         if "R_S" in summary and (summary["R_S"] is None) == has_pair:
