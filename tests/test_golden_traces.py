@@ -7,7 +7,7 @@ A *free* regeneration feeds those ulps back through the step-size controller, so
 golden ones by far more than any fixed rtol that would still catch a change of algorithm (measured: h by
 4.6e-6 relative on the spiral, the error norm of B5's tiny first step by 17 %).  Hence the golden check is
 a **replay**: every golden step is recomputed here from its own recorded inputs (t, h, y, and the FSAL
-stage), each recomputed quantity must lie within twice its rounding bound (``ndereg_ref/oracle/conditioning.py``,
+stage), each recomputed quantity must lie within twice its rounding bound (``oracle/conditioning.py``,
 evaluated on the recorded values) times ``SAFETY``, and the solver's controller, fed the recorded E, must
 take exactly the recorded steps: t, h, t_new, accept decisions and NFE bit for bit.
 """
