@@ -49,8 +49,8 @@ the part of X_{n+1} that the strong order 1.0 method contained in the same stage
 not have, so it estimates the local error of that embedded method at no extra cost.  E_drift is a *sum* of
 drift stages, not a difference of two drift approximations: it is O(h), the size of the drift increment,
 so for weak noise E ≈ δ·m·h|f|/(rtol|X|) and the controller keeps h ≲ rtol|X|/(δ m |f|).  With δ = 1 and
-m = 4 (SOSRI) this is 24x more restrictive than SRIW1's δ = 1/6, m = 2 — at equal tolerances SOSRI takes
-many more, and more accurate, steps (GBM, rtol = atol = 1e-3: ≈ 3000 vs ≈ 280 steps).
+m = 4 (SOSRI) this is 12x more restrictive than SRIW1's δ = 1/6, m = 2 (δ·m = 4 against 1/3) — at equal
+tolerances SOSRI takes many more, and more accurate, steps (GBM, rtol = atol = 1e-3: ≈ 3000 vs ≈ 280 steps).
 
 SRA step (additive noise): H⁽⁰⁾_i = X_n + h Σ A⁽⁰⁾_ij F_j + (I_(1,0)/h) Σ B⁽⁰⁾_ij G_j,
 X_{n+1} = X_n + h Σ α_i F_i + Σ (β⁽¹⁾_i ΔW + β⁽²⁾_i I_(1,0)/h) G_i, E_noise = Σ β⁽²⁾_i (I_(1,0)/h) G_i,
