@@ -422,6 +422,18 @@ def test_diffrax_planted_bug_y0_only_scale():
     rep_good = replay_trace(good, fun=ours, params=p)
     assert rep_good.agree, str(rep_good)
 
+    # the diff of each against our own adaptive solve, with the default (derived) allowances: the correct
+    # one agrees over every step, the buggy one is named at the same step with E the first quantity
+    from ndereg_ref.oracle.diff import diff_traces
+    from ndereg_ref.oracle.trace import make_trace
+
+    mine = make_trace(ours, np.array(y0), span, p, method="tsit5", convention="diffrax", rtol=rtol, atol=atol,
+                      gradients=False, source={"name": "spiral_decay"})  # fmt: skip
+    d_good = diff_traces(json.dumps(mine), json.dumps(good), fun=ours, params=p)
+    assert d_good.equal, str(d_good)
+    d_bug = diff_traces(json.dumps(mine), json.dumps(buggy), fun=ours, params=p)
+    assert not d_bug.equal and d_bug.first_step == first and d_bug.differences[0].quantity == "E", str(d_bug)
+
 
 # ------------------------------------------------------------------------------------------- torchdiffeq
 
