@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import sys
-import warnings
 from dataclasses import dataclass, field
 from unittest import mock
 
@@ -54,25 +53,6 @@ def _field(spec):
         return fun, params
     p = get_problem(spec["problem"])
     return p.pfun, p.params_array
-
-
-def _jacobians(fun, params):
-    import autograd
-
-    jy = autograd.jacobian(lambda y, t: fun(t, y, params))
-    jt = autograd.jacobian(lambda t, y: fun(t, y, params))
-
-    def jac_y(t, y):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # autograd warns when f does not depend on t or y
-            return np.asarray(jy(np.asarray(y, dtype=float), float(t)))
-
-    def jac_t(t, y):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return np.asarray(jt(float(t), np.asarray(y, dtype=float)))
-
-    return jac_y, jac_t
 
 
 @dataclass
@@ -120,7 +100,7 @@ def run_replay(file: str, field_scale: float = 1.0) -> Replay:
     golden = load_trace(os.path.join(GOLDEN, file))
     rep = Replay(golden)
     fun, params = _field(spec)
-    jac_y, jac_t = _jacobians(fun, params)
+    jac_y, jac_t = cond.field_jacobians(fun, params, golden.problem["y0"].shape)
     conv = get_convention(spec["convention"])
     tableau = conv.resolve_tableau(get_tableau(spec["method"]))
     rtol, atol = spec["rtol"], spec["atol"]
@@ -250,7 +230,7 @@ def test_rounding_bounds_hold_without_safety_factor_against_exact_rational_arith
     golden = load_trace(os.path.join(GOLDEN, file))
     tab = get_convention(spec["convention"]).resolve_tableau(get_tableau(spec["method"]))
     f = EXACT_FIELDS[file]
-    jac_y, jac_t = _jacobians(*_field(spec))
+    jac_y, jac_t = cond.field_jacobians(*_field(spec), golden.problem["y0"].shape)
     s = tab.n_stages
     for i, g in enumerate(golden.steps):
         h, y = F(g.h), [F(v) for v in np.ravel(g.y)]

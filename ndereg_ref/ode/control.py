@@ -121,6 +121,23 @@ class Convention:
         """End of a retry after a rejection, given the proposed end ``t_new`` (default: unchanged)."""
         return t_new
 
+    def attempt_end(self, t: float, h_abs: float, direction: float, t1: float, retry: bool):
+        """(t_new, h) of an attempt of size ``h_abs`` from t: a retry's end by :meth:`retry_end`, else the
+        proposed end clipped to t1 (where the library clips) and snapped (:meth:`snap_to_end`); h is
+        recomputed as t_new − t where the library does (``recompute_h``) or when the step ends on t1."""
+        h = h_abs * direction
+        t_new = t + h
+        end = self.retry_end(t, t_new, t1) if retry else t_new
+        if end != t_new:
+            t_new = end
+        else:
+            if self.clip_to_end and direction * (t_new - t1) > 0:
+                t_new = t1
+            t_new = self.snap_to_end(t_new, t1)
+        if self.recompute_h or t_new == t1:
+            h = t_new - t
+        return t_new, h
+
     def rejection_fevals(self, tableau: Tableau, before_first_accept: bool) -> int:
         """f evaluations a rejection costs beyond the stages the solver records (default: none)."""
         return 0
@@ -615,17 +632,7 @@ def attempt_rk_step(f, t, y, k1, h_abs, t1, opts, log: AttemptLog, shape, *, bef
 
     def attempt(h_abs, rejected_before):
         nonlocal nfev
-        h = h_abs * direction
-        t_new = t + h
-        retry = conv.retry_end(t, t_new, t1) if rejected_before else t_new
-        if retry != t_new:
-            t_new = retry
-        else:
-            if conv.clip_to_end and direction * (t_new - t1) > 0:
-                t_new = t1
-            t_new = conv.snap_to_end(t_new, t1)
-        if conv.recompute_h or t_new == t1:
-            h = t_new - t
+        t_new, h = conv.attempt_end(t, h_abs, direction, t1, rejected_before)
         res = rk_step(
             f, t, y, h, tab, k1=k1, rtol=opts.rtol, atol=opts.atol, stiffness=opts.stiffness,
             n_control=opts.n_control, stage_states=opts.record == "full",

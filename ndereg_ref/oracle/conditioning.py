@@ -51,12 +51,16 @@ leaves a margin of > 10 while staying sensitive: a relative change of 1e-10 in f
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 U = 2.0**-53  # unit roundoff of IEEE double
 SAFETY = 16.0  # see the module docstring
+# Fields with more states than this get the stages' Lipschitz estimate instead of the autograd Jacobian
+# (n VJPs per stage): the bounds become estimates there (:func:`estimated_jacobians`).
+MAX_JACOBIAN_SIZE = 400
 
 
 def gamma(n: int) -> float:
@@ -131,6 +135,39 @@ def lipschitz_estimate(tableau, y, h, K) -> float:
             if dy > best_dy:
                 best_dy, ratio = dy, float(np.max(np.abs(K[i] - K[j]), initial=0.0)) / dy
     return ratio
+
+
+def field_jacobians(fun, params, shape):
+    """(jac_y, jac_t) of ``fun(t, y, params)`` on flat states from autograd — ∂f/∂y as an (n, n) matrix and
+    ∂f/∂t as an (n,) vector — or None when n exceeds :data:`MAX_JACOBIAN_SIZE`."""
+    import autograd
+
+    from ..ode.options import flat_field
+
+    n = int(np.prod(shape))
+    if n > MAX_JACOBIAN_SIZE:
+        return None
+    f = flat_field(fun, (params,), tuple(shape))
+    jy = autograd.jacobian(lambda y, t: f(t, y))
+    jt = autograd.jacobian(lambda t, y: f(t, y))
+
+    def jac_y(t, y):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # autograd warns when f does not depend on y
+            return np.asarray(jy(np.asarray(y, dtype=float), float(t))).reshape(n, n)
+
+    def jac_t(t, y):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.asarray(jt(float(t), np.asarray(y, dtype=float))).reshape(n)
+
+    return jac_y, jac_t
+
+
+def estimated_jacobians(tableau, y, h, K):
+    """:func:`lipschitz_jacobians` of 4 × :func:`lipschitz_estimate` of the step: the stand-in for the
+    field's Jacobians when they are not at hand (4: the estimate is a lower one)."""
+    return lipschitz_jacobians(4 * lipschitz_estimate(tableau, y, h, K))
 
 
 def lipschitz_jacobians(L: float):

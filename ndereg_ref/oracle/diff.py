@@ -37,7 +37,7 @@ from . import conditioning as cond
 from .load import load_trace
 from .schema import GRADIENT_FIELDS, SUMMARY_COUNTS, Trace
 
-__all__ = ["Difference", "TraceDiff", "diff_traces", "DIFF_ORDER"]
+__all__ = ["QuantityCheck", "TraceDiff", "diff_traces", "compare_values", "DIFF_ORDER"]
 
 DIFF_ORDER = ("h", "stages", "y_new", "y_err", "E", "S", "accepted", "nfev", "t_new")
 SUMMARY_ORDER = ("t_final", "y_final", "R_E", "R_S")
@@ -45,9 +45,11 @@ FIRST_H_RTOL = 1e-12  # the starting-step rule's rounding, without the field (mo
 
 
 @dataclass
-class Difference:
-    """A quantity of one step (or of the summary, ``step`` None) that differs more than allowed: the values
-    at ``index`` (the element with the largest |Δ| / allowed), |Δ| and the allowance (None: exact)."""
+class QuantityCheck:
+    """One compared quantity of a step (``step`` None: of the summary): the values ``a``, ``b`` at
+    ``index`` (for arrays the element with the largest |Δ| / allowed), |Δ| and the allowed difference
+    (None: exact).  :func:`diff_traces` reports the checks that fail, :func:`replay_trace
+    <ndereg_ref.oracle.replay.replay_trace>` every check (a: ours, b: theirs)."""
 
     step: int | None
     quantity: str
@@ -63,6 +65,17 @@ class Difference:
         return self.quantity + (f"[{', '.join(map(str, self.index))}]" if self.index else "")
 
     @property
+    def ratio(self) -> float:
+        """|Δ| / allowed (≤ 1: within the allowance)."""
+        if self.allowed is not None and self.allowed > 0:
+            return self.abs_diff / self.allowed
+        return 0.0 if self.abs_diff == 0 else math.inf
+
+    @property
+    def ok(self) -> bool:
+        return self.ratio <= 1.0
+
+    @property
     def rel_diff(self) -> float:
         try:
             ref = abs(float(self.b))
@@ -71,7 +84,8 @@ class Difference:
         return self.abs_diff / ref if ref > 0 else (0.0 if self.abs_diff == 0 else math.inf)
 
     def __str__(self) -> str:
-        allowed = "exact" if self.allowed is None else f"allowed {self.allowed:.3e}"
+        ratio = "inf" if math.isinf(self.ratio) else f"{self.ratio:.3g}"
+        allowed = "exact" if self.allowed is None else f"allowed {self.allowed:.3e}, ratio {ratio}"
         text = (
             f"{self.name}: {_plain(self.a)} vs {_plain(self.b)} (|Δ| {self.abs_diff:.3e}, relative "
             f"{self.rel_diff:.3e}, {allowed})"
@@ -148,33 +162,43 @@ class TraceDiff:
 
 
 def _plain(v) -> str:
-    """A value as a reader writes it: numbers and arrays without NumPy's ``np.float64(…)`` wrapper."""
+    """A value as a reader writes it: bools lower-case, floats with 17 digits, no ``np.float64(…)``."""
     if isinstance(v, np.generic):
         v = v.item()
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        return f"{v:.17g}"
     if isinstance(v, np.ndarray):
         return np.array2string(v, precision=17, separator=", ")
     return repr(v)
 
 
-def _worst(step, name, a, b, allowed) -> Difference | None:
-    """The element of a, b with the largest |Δ| / allowed, as a :class:`Difference` if it exceeds it
-    (NaN equal to NaN; ``allowed`` elementwise, broadcast)."""
+def compare_values(step, name, a, b, allowed) -> QuantityCheck:
+    """The element of a, b with the largest |Δ| / allowed (``allowed`` elementwise, broadcast; NaN equal
+    to NaN, NaN on one side only infinitely far) as a :class:`QuantityCheck`."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape:
-        return Difference(step, name, a.shape, b.shape, math.inf, None, note="shapes differ")
+        return QuantityCheck(step, name, a.shape, b.shape, math.inf, None, note="shapes differ")
     both_nan = np.isnan(a) & np.isnan(b)
     diff = np.where(both_nan, 0.0, np.abs(a - b))
     diff = np.where(np.isnan(diff), np.inf, diff)  # NaN on one side only
     allowed = np.broadcast_to(np.asarray(allowed, dtype=float), a.shape)
+    if a.size == 0:
+        return QuantityCheck(step, name, None, None, 0.0, 0.0)
+    positive = allowed > 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(
-            allowed > 0, diff / np.where(allowed > 0, allowed, 1.0), np.where(diff > 0, np.inf, 0)
-        )
-    if a.size == 0 or not np.any(ratio > 1):
-        return None
+        ratio = np.where(positive, diff / np.where(positive, allowed, 1.0), np.where(diff > 0, np.inf, 0))
     idx = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
     index = tuple(int(i) for i in idx) if a.ndim else None
-    return Difference(step, name, float(a[idx]), float(b[idx]), float(diff[idx]), float(allowed[idx]), index)
+    values = (float(a[idx]), float(b[idx]), float(diff[idx]), float(allowed[idx]))
+    return QuantityCheck(step, name, *values, index)
+
+
+def _worst(step, name, a, b, allowed) -> QuantityCheck | None:
+    """:func:`compare_values` if it exceeds the allowance, else None."""
+    c = compare_values(step, name, a, b, allowed)
+    return None if c.ok else c
 
 
 class _Allowance:
@@ -249,7 +273,7 @@ def diff_traces(
     if first is None and stopped is None and len(a.steps) != len(b.steps):
         n = min(len(a.steps), len(b.steps))
         differences = [
-            Difference(n, "n_steps", len(a.steps), len(b.steps), abs(len(a.steps) - len(b.steps)), None)
+            QuantityCheck(n, "n_steps", len(a.steps), len(b.steps), abs(len(a.steps) - len(b.steps)), None)
         ]
         first = n
     ta, tb = a.t_accepted, b.t_accepted
@@ -279,24 +303,15 @@ def _settings(a, b) -> list:
 
 
 def _field_jacobians(trace, fun, params):
-    """(jac_y, jac_t) of the trace's field on flat states, or None when the field is not at hand or its
-    state is too large for a dense Jacobian (then the stages' Lipschitz estimate is used)."""
-    from .replay import MAX_JACOBIAN_SIZE, _field_of, _jacobians
+    """(jac_y, jac_t) of the trace's field (:func:`ndereg_ref.oracle.conditioning.field_jacobians`), or
+    None when the field is not at hand or too large (then the stages' Lipschitz estimate is used)."""
+    from .replay import _field_of
 
     try:
         fun, params = _field_of(trace, fun, params)
     except ValueError:
         return None
-    shape = trace.problem["y0"].shape
-    n = int(np.prod(shape))
-    if n > MAX_JACOBIAN_SIZE:
-        return None
-    import autograd.numpy as anp
-
-    def f_flat(t, y):
-        return anp.reshape(fun(t, anp.reshape(y, shape), params), (-1,))
-
-    return _jacobians(f_flat, n)
+    return cond.field_jacobians(fun, params, trace.problem["y0"].shape)
 
 
 def _compare_steps(a, b, allow, ignore, skipped, safety, jac=None):
@@ -334,10 +349,7 @@ def _compare_steps(a, b, allow, ignore, skipped, safety, jac=None):
         bounds = None
         if stages_b is not None and same_tab and sb.E is not None:
             view = _View(sb, stages_b)
-            if jac is not None:
-                jy, jt = jac
-            else:
-                jy, jt = cond.lipschitz_jacobians(4 * cond.lipschitz_estimate(tab, sb.y, sb.h, stages_b))
+            jy, jt = jac if jac is not None else cond.estimated_jacobians(tab, sb.y, sb.h, stages_b)
             try:
                 bounds = cond.step_bounds(tab, view, jy, jt, rtol, atol, k1_given=False, d_y=d_y, d_h=d_h,
                                           coefficients="independent")  # fmt: skip
@@ -352,7 +364,7 @@ def _compare_steps(a, b, allow, ignore, skipped, safety, jac=None):
                 continue
             if va is None or vb is None:
                 if (va is None) != (vb is None):
-                    diffs.append(Difference(i, q, va, vb, math.inf, None, note="null in one trace only"))
+                    diffs.append(QuantityCheck(i, q, va, vb, math.inf, None, note="null in one trace only"))
                 continue
             derived = 0.0
             if bounds is not None:
@@ -377,14 +389,14 @@ def _compare_steps(a, b, allow, ignore, skipped, safety, jac=None):
                     ),
                     R_allow,
                 )
-            diffs.append(Difference(i, "accepted", sa.accepted, sb.accepted, 1.0, None))
+            diffs.append(QuantityCheck(i, "accepted", sa.accepted, sb.accepted, 1.0, None))
         if "nfev" not in ignore and sa.nfev is not None and sb.nfev is not None and sa.nfev != sb.nfev:
             # f(t0, y0): diffrax counts it inside its first step and again in each retry before the first
             # accepted step (its FSAL state keeps the "first step" flag), the others once before the loop
             before_first_accept = not any(s.accepted for s in b.steps[:i])
             f0_placement = before_first_accept and abs(sa.nfev - sb.nfev) == 1
             if not f0_placement:
-                diffs.append(Difference(i, "nfev", sa.nfev, sb.nfev, float(abs(sa.nfev - sb.nfev)), None))
+                diffs.append(QuantityCheck(i, "nfev", sa.nfev, sb.nfev, float(abs(sa.nfev - sb.nfev)), None))
             else:
                 skipped.setdefault(
                     f"steps[{i}].nfev", "differs by f(t0, y0), counted inside the step (diffrax) or before it"
@@ -511,7 +523,7 @@ def _compare_summary(a, b, allow, ignore, skipped, R_allow, stopped):
             bad = nd > derived
         if bad:
             failed.append(name)
-            diffs.append(Difference(None, name, nd, nb, nd, None if derived is None else float(derived),
+            diffs.append(QuantityCheck(None, name, nd, nb, nd, None if derived is None else float(derived),
                                     note="norms"))  # fmt: skip
     return summary, failed, diffs
 

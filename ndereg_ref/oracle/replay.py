@@ -24,66 +24,19 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import numpy as np
 
+from ..ode.options import flat_field
 from . import conditioning as cond
+from .diff import QuantityCheck, compare_values
 from .schema import GRADIENT_FIELDS, Trace, validate_trace
 
 __all__ = ["QuantityCheck", "ReplayReport", "replay_trace", "CAUSE_ORDER"]
 
 CAUSE_ORDER = ("h", "stages", "y_new", "y_err", "E", "S", "accepted", "nfev", "h_next")
-# Fields with more than this many state components use the stages' Lipschitz estimate instead of the
-# autograd Jacobian (n VJPs per stage): the bound becomes an estimate there (conditioning.lipschitz_*).
-MAX_JACOBIAN_SIZE = 400
-
-
-@dataclass
-class QuantityCheck:
-    """One compared quantity: ``ours``/``theirs`` (at ``index`` for arrays: the worst element), |Δ| and the
-    difference rounding allows (``allowed``: 2 × safety × the rounding bound; ``None`` for a decision)."""
-
-    step: int | None
-    quantity: str
-    ours: object
-    theirs: object
-    abs_diff: float
-    allowed: float | None
-    index: tuple | None = None
-    note: str = ""
-
-    @property
-    def ratio(self) -> float:
-        """|Δ| / allowed (≤ 1: explained by rounding)."""
-        if self.allowed is None:
-            return 0.0 if self.abs_diff == 0 else math.inf
-        if self.allowed > 0:
-            return self.abs_diff / self.allowed
-        return 0.0 if self.abs_diff == 0 else math.inf
-
-    @property
-    def ok(self) -> bool:
-        return self.ratio <= 1.0
-
-    def __str__(self) -> str:
-        where = f"[{', '.join(map(str, self.index))}]" if self.index else ""
-        allowed = "exact" if self.allowed is None else f"{self.allowed:.3e}"
-        text = (
-            f"{self.quantity}{where}: ours {_num(self.ours)}, theirs {_num(self.theirs)}, "
-            f"|Δ| {self.abs_diff:.3e} (allowed {allowed}, ratio {_ratio(self.ratio)})"
-        )
-        return text + (f" — {self.note}" if self.note else "")
-
-
-def _num(x) -> str:
-    if isinstance(x, (bool, np.bool_)):
-        return str(bool(x)).lower()
-    if isinstance(x, (int, np.integer)):
-        return str(int(x))
-    return f"{float(x):.17g}"
 
 
 def _ratio(r: float) -> str:
@@ -133,7 +86,9 @@ class ReplayReport:
         return out
 
     def __str__(self) -> str:
-        lines = [f"replayed {len(self.steps)} attempts at their (t, y, h) with our step"]
+        lines = [
+            f"replayed {len(self.steps)} attempts at their (t, y, h) with our step (values: ours vs theirs)"
+        ]
         i = self.first_bad
         if i is None:
             lines.append("every step agrees within rounding (ratio = |Δ| / allowed, ≤ 1)")
@@ -202,43 +157,11 @@ def _unflatten(prob):
     return out if len(out) > 1 else out[0]
 
 
-def _jacobians(f_flat, n):
-    import autograd
-
-    jy = autograd.jacobian(lambda y, t: f_flat(t, y))
-    jt = autograd.jacobian(lambda t, y: f_flat(t, y))
-
-    def jac_y(t, y):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # autograd warns when f does not depend on y
-            return np.asarray(jy(np.asarray(y, dtype=float), float(t))).reshape(n, n)
-
-    def jac_t(t, y):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return np.asarray(jt(float(t), np.asarray(y, dtype=float))).reshape(n)
-
-    return jac_y, jac_t
-
-
 def _array_check(step, name, ours, theirs, bound, safety) -> QuantityCheck:
-    ours, theirs = np.asarray(ours, dtype=float), np.asarray(theirs, dtype=float).reshape(np.shape(ours))
-    bound = np.broadcast_to(np.asarray(bound, dtype=float), ours.shape)
-    diff = np.abs(ours - theirs)
-    diff = np.where(np.isnan(ours) & np.isnan(theirs), 0.0, diff)
-    allowed = 2 * safety * bound
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(
-            allowed > 0, diff / np.where(allowed > 0, allowed, 1.0), np.where(diff > 0, np.inf, 0)
-        )
-    ratio = np.where(np.isnan(ratio), np.inf, ratio)
-    if ours.ndim == 0:
-        return QuantityCheck(step, name, float(ours), float(theirs), float(diff), float(allowed))
-    idx = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
-    return QuantityCheck(
-        step, name, float(ours[idx]), float(theirs[idx]), float(diff[idx]), float(allowed[idx]),
-        tuple(int(i) for i in idx),
-    )  # fmt: skip
+    """Ours against theirs (reshaped to ours), allowed 2 × ``safety`` × the rounding bound."""
+    ours = np.asarray(ours, dtype=float)
+    theirs = np.reshape(np.asarray(theirs, dtype=float), ours.shape)
+    return compare_values(step, name, ours, theirs, 2 * safety * np.asarray(bound, dtype=float))
 
 
 def replay_trace(trace, fun=None, params=None, *, safety: float = cond.SAFETY, gradients: bool = True):
@@ -278,20 +201,14 @@ def replay_trace(trace, fun=None, params=None, *, safety: float = cond.SAFETY, g
     t0, t1 = prob["t_span"]
     direction = 1.0 if t1 > t0 else -1.0
 
-    def f_flat(t, y):
-        import autograd.numpy as anp
-
-        return anp.reshape(fun(t, anp.reshape(y, shape), params), (-1,))
-
-    exact_jac = n <= MAX_JACOBIAN_SIZE
-    if exact_jac:
-        jac_y, jac_t = _jacobians(f_flat, n)
+    f_flat = flat_field(fun, (params,), shape)
+    jac = cond.field_jacobians(fun, params, shape)
     rep = ReplayReport()
     for name, why in tr.absent.items():
         rep.skipped[name] = why
-    if not exact_jac:
+    if jac is None:
         rep.notes.append(
-            f"the state has {n} > {MAX_JACOBIAN_SIZE} components: |∂f/∂y| is the stages' Lipschitz "
+            f"the state has {n} > {cond.MAX_JACOBIAN_SIZE} components: |∂f/∂y| is the stages' Lipschitz "
             "estimate, so the allowances are estimates, not bounds"
         )
     state = conv.controller_state(tab)
@@ -314,8 +231,8 @@ def replay_trace(trace, fun=None, params=None, *, safety: float = cond.SAFETY, g
             elif retry and k1_source == "fsal":
                 k1, k1_given = np.ravel(prev.stages[0]), True  # a retry reuses the step's k_1
         if i == 0:
-            checks += _initial_h_check(rep, conv, tab, f_flat, s, t0, t1, rtol, atol_flat, jac_y if exact_jac
-                                       else None, safety)  # fmt: skip
+            jac_y = None if jac is None else jac[0]
+            checks += _initial_h_check(rep, conv, tab, f_flat, s, t0, t1, rtol, atol_flat, jac_y, safety)
         res = rk_step(f_flat, s.t, y, s.h, tab, k1=k1, rtol=rtol, atol=atol_flat, stiffness=stiffness)
         view = SimpleNamespace(
             t=s.t, h=s.h, y=y,
@@ -325,10 +242,7 @@ def replay_trace(trace, fun=None, params=None, *, safety: float = cond.SAFETY, g
             E=s.E if s.E is not None else float(res.error_norm),
             S=s.S if s.has("S") else res.stiffness,
         )  # fmt: skip
-        if exact_jac:
-            jy, jt = jac_y, jac_t
-        else:
-            jy, jt = cond.lipschitz_jacobians(4 * cond.lipschitz_estimate(tab, y, s.h, view.stages))
+        jy, jt = jac if jac is not None else cond.estimated_jacobians(tab, y, s.h, view.stages)
         b = cond.step_bounds(tab, view, jy, jt, rtol, atol, k1_given=k1_given, coefficients="independent")
         ours_E = float(res.error_norm)
         for name, ours, theirs, bound in (
@@ -394,21 +308,9 @@ def replay_trace(trace, fun=None, params=None, *, safety: float = cond.SAFETY, g
 
 
 def _next_h(conv, t, h_abs, direction, t1, retry, min_step_size):
-    """The h of the next attempt from |h| = h_abs at t, by the end-of-span rules of
-    :func:`ndereg_ref.ode.control.attempt_rk_step`."""
-    h_abs = max(h_abs, min_step_size(t, direction))
-    h = h_abs * direction
-    t_new = t + h
-    end = conv.retry_end(t, t_new, t1) if retry else t_new
-    if end != t_new:
-        t_new = end
-    else:
-        if conv.clip_to_end and direction * (t_new - t1) > 0:
-            t_new = t1
-        t_new = conv.snap_to_end(t_new, t1)
-    if conv.recompute_h or t_new == t1:
-        h = t_new - t
-    return h
+    """The h of the next attempt from |h| = h_abs at t, as :func:`ndereg_ref.ode.control.attempt_rk_step`
+    takes it (its minimum-step clamp, then :meth:`Convention.attempt_end`)."""
+    return conv.attempt_end(t, max(h_abs, min_step_size(t, direction)), direction, t1, retry)[1]
 
 
 def _initial_h_check(rep, conv, tab, f_flat, s, t0, t1, rtol, atol, jac_y, safety):
@@ -525,17 +427,12 @@ def _grid_checks(rep, tr, fun, params, hQ, y_rounding, safety, gradients):
 def _local_check(rep, tr, fun, params, safety):
     """The local regularizer r = E(t_r)|h_r| at their (t_r, u_r, h_r) (docs/design.md §5), allowed
     2·safety·|h_r|·bound(E) of that Tsit5 step (:func:`ndereg_ref.oracle.conditioning.step_bounds`)."""
-    import autograd.numpy as anp
-
     from ..ode.step import rk_step
     from ..ode.tableaus import get_tableau
 
     loc, solver = tr.local, tr.solver
     shape = loc["u_r"].shape
-    n = int(np.prod(shape))
-
-    def f_flat(t, y):
-        return anp.reshape(fun(t, anp.reshape(y, shape), params), (-1,))
+    f_flat = flat_field(fun, (params,), shape)
 
     tab = get_tableau("tsit5")  # the local regularizer's step (regularizers.local_error_step)
     atol = np.ravel(solver["atol"]) if np.ndim(solver["atol"]) else solver["atol"]
@@ -543,9 +440,7 @@ def _local_check(rep, tr, fun, params, safety):
     r = float(res.error_norm) * abs(loc["h_r"])
     view = SimpleNamespace(t=loc["t_r"], h=loc["h_r"], y=np.ravel(loc["u_r"]), stages=res.stages,
                            y_new=res.y_new, y_err=res.y_err, E=float(res.error_norm), S=None)  # fmt: skip
-    if n <= MAX_JACOBIAN_SIZE:
-        jy, jt = _jacobians(f_flat, n)
-    else:
-        jy, jt = cond.lipschitz_jacobians(4 * cond.lipschitz_estimate(tab, view.y, view.h, res.stages))
+    jac = cond.field_jacobians(fun, params, shape)
+    jy, jt = jac if jac is not None else cond.estimated_jacobians(tab, view.y, view.h, res.stages)
     b = cond.step_bounds(tab, view, jy, jt, solver["rtol"], atol, k1_given=False, coefficients="independent")
     rep.grid.append(_array_check(None, "local r", r, loc["value"], abs(loc["h_r"]) * b.E, safety))
