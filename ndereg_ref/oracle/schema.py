@@ -119,10 +119,6 @@ class Trace:
     absent: dict = field(default_factory=dict)
     local: dict | None = None
 
-    def step_has(self, name: str) -> bool:
-        """Whether every step holds quantity ``name``."""
-        return all(s.has(name) for s in self.steps)
-
     @property
     def t_accepted(self) -> np.ndarray:
         return np.array([s.t_new for s in self.steps if s.accepted])
