@@ -258,6 +258,28 @@ def step_bounds(
     return StepBounds(dK, dY, d_ynew, d_yerr, dE, S_abs, E_rel, S_rel)
 
 
+def error_norm_floor(tableau, K, h, sc) -> float:
+    """Typical size of E's difference between two correct computations: u · RMS(|h| |e|ᵀ|K| / sc).
+
+    Not a bound (that is :func:`step_bounds`'s ``E``, with γ_s and the stages' propagated errors): the
+    first-order effect of one-ulp differences in each term h e_i k_i of y_err = h Σ e_i k_i, seen through
+    E = RMS(y_err / sc).  It is what remains when two implementations share the step's inputs and
+    differ only in their summation order, FMA use and coefficient rounding; since y_err is a
+    cancellation (Σ|e_i||k_i| ≫ |Σ e_i k_i| at tight tolerances), it grows like 1/rtol.  DOP853: E ∝
+    ‖err5‖²/‖(err5, 0.1 err3)‖, so E · u (2κ₅ + κ₃) with κ = ‖|e||K|/sc‖ / ‖eᵀK/sc‖ the sums' conditions.
+    docs/design.md §10.
+    """
+    K = np.asarray(K, dtype=float)
+    if tableau.e3 is None:
+        return float(U * _rms(abs(h) * (np.abs(tableau.e) @ np.abs(K)) / sc))
+    kappa = [_rel_norm(np.abs(c) @ np.abs(K) / sc, (c @ K) / sc) for c in (tableau.e, tableau.e3)]
+    n5 = np.linalg.norm((tableau.e @ K) / sc)
+    n3 = np.linalg.norm((tableau.e3 @ K) / sc)
+    den = np.sqrt(sc.size * (n5**2 + 0.01 * n3**2))
+    E = abs(h) * n5**2 / den if den > 0 else 0.0
+    return float(E * U * (2 * kappa[0] + kappa[1]))
+
+
 def _rel_norm(delta, x) -> float:
     nx = float(np.linalg.norm(x))
     nd = float(np.linalg.norm(delta))

@@ -50,12 +50,15 @@ class ReplayReport:
     ``steps[i]``: the checks of attempt i in :data:`CAUSE_ORDER`; ``first_bad``: the first attempt with a
     quantity outside its allowance (None: every step is explained by rounding), ``failures``: all of that
     step's failing checks, cause first; ``ambiguous``: accept decisions within rounding of E = 1 (either is
-    right); ``grid``: R_E, R_S, y_final and the gradients on their frozen grid; ``skipped``: quantity →
-    why it was not compared; ``agree``: no failure anywhere.
+    right); ``grid``: R_E, R_S, y_final and the gradients on their frozen grid; ``floors``: ``{"R_E": ρ}``,
+    the relative difference of R_E to expect between two correct computations on that grid
+    (u Σ_j |h_j| RMS(|h_j||e|ᵀ|K_j|/sc_j) / R_E, :func:`~ndereg_ref.oracle.conditioning.error_norm_floor`;
+    it grows like 1/rtol); ``skipped``: quantity → why it was not compared; ``agree``: no failure anywhere.
     """
 
     steps: list = field(default_factory=list)
     grid: list = field(default_factory=list)
+    floors: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)
     ambiguous: list = field(default_factory=list)
     notes: list = field(default_factory=list)
@@ -104,6 +107,11 @@ class ReplayReport:
         if self.grid:
             lines.append("on their accepted grid, frozen:")
             lines += [f"  {'ok ' if c.ok else 'BAD'} {c}" for c in self.grid]
+        if "R_E" in self.floors:
+            lines.append(
+                f"R_E's rounding floor on this grid: {self.floors['R_E']:.1e} relative (the difference two "
+                "correct computations show: y_err is a cancellation)"
+            )
         for k, why in self.skipped.items():
             lines.append(f"not compared: {k} ({why})")
         lines += [f"note: {n}" for n in self.notes]
@@ -212,7 +220,7 @@ def replay_trace(trace, fun=None, params=None, *, safety: float = cond.SAFETY, g
             "estimate, so the allowances are estimates, not bounds"
         )
     state = conv.controller_state(tab)
-    hQ, y_rounding = [], []
+    hQ, y_rounding, E_floor = [], [], []
     steps = tr.steps
     for i, s in enumerate(steps):
         checks = []
@@ -302,7 +310,12 @@ def replay_trace(trace, fun=None, params=None, *, safety: float = cond.SAFETY, g
         if s.accepted:
             hQ.append((abs(s.h), view.E, view.S, b.E, b.S_rel))
             y_rounding.append(b.y_new)
+            sc = atol_flat + rtol * np.maximum(np.abs(y), np.abs(view.y_new))
+            E_floor.append(abs(s.h) * cond.error_norm_floor(tab, view.stages, s.h, sc))
         rep.steps.append(sorted(checks, key=lambda c: CAUSE_ORDER.index(c.quantity)))
+    den_E = sum(h * E for h, E, *_ in hQ)
+    if hQ and den_E > 0:
+        rep.floors["R_E"] = float(sum(E_floor) / den_E)
     _grid_checks(rep, tr, fun, params, hQ, y_rounding, safety, gradients)
     return rep
 
