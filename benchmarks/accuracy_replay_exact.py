@@ -73,7 +73,8 @@ def main(argv=None):
     for rtol in args.rtol:
         atol = rtol * 1e-3
         for name, method in METHODS.items():
-            tr = diffrax_trace(vdp(jnp), np.array(Y0), SPAN, np.array([MU]), solver=name, rtol=rtol, atol=atol)
+            y0_, mu_ = np.array(Y0), np.array([MU])
+            tr = diffrax_trace(vdp(jnp), y0_, SPAN, mu_, solver=name, rtol=rtol, atol=atol)
             tab = get_convention("diffrax").resolve_tableau(TABLEAUS[method])
             steps = [(float.fromhex(s["t"]), float.fromhex(s["h"])) for s in tr["steps"] if s["accepted"]]
             rep = replay_trace(tr, fun=vdp(anp), params=np.array([MU]))
