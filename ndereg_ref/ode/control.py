@@ -22,12 +22,13 @@ and accept/reject decisions carry no gradient, docs/design.md §5).
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-from autograd.tracer import getval
+from autograd.tracer import Box, getval
 
 from ..errors import MaxStepsExceededError, NonFiniteError, StepSizeUnderflowError
 from .initial_step import hairer_initial_step, ordinarydiffeq_initial_step
@@ -518,7 +519,8 @@ class AttemptLog:
 def min_step_size(t: float, direction: float) -> float:
     """10 spacings of the floating-point numbers at t in the direction of integration: below it, t + h
     cannot move t reliably (scipy's ``_step_impl`` rule, used for every convention and for SDEs)."""
-    return 10 * abs(float(np.nextafter(t, direction * np.inf)) - t)
+    t = float(t)
+    return 10 * abs(math.nextafter(t, direction * math.inf) - t)
 
 
 def attempt_until_accepted(
@@ -568,9 +570,8 @@ RECORD_LEVELS = ("full", "adjoint", "none")
 def rk_record(res, t, h, t_new, accepted, shape, record="full") -> RKStepRecord:
     """The record of one RK attempt at recording level ``record`` (:data:`RECORD_LEVELS`): plain arrays of
     the state's shape, views of the step's own arrays (no copies; the step may be traced: its values)."""
-    S = res.stiffness
-    E = float(getval(res.error_norm))
-    S = None if S is None else float(getval(S))
+    E, S = _float(res.error_norm), res.stiffness
+    S = None if S is None else _float(S)
     if record == "none" or (record == "adjoint" and not accepted):
         return RKStepRecord(t, h, t_new, accepted, E, S, None, None, res.nfev, None, None, None)
     stage_shape = (-1, *shape)
@@ -582,13 +583,18 @@ def rk_record(res, t, h, t_new, accepted, shape, record="full") -> RKStepRecord:
         accepted=accepted,
         error_norm=E,
         stiffness=S,
-        y=np.reshape(getval(res.y), shape),
-        y_new=np.reshape(getval(res.y_new), shape),
+        y=getval(res.y).reshape(shape),
+        y_new=getval(res.y_new).reshape(shape),
         nfev=res.nfev,
-        y_err=np.reshape(getval(res.y_err), shape) if full else None,
-        stages=np.reshape(getval(res.stages), stage_shape),
-        stage_states=np.reshape(getval(res.stage_states), stage_shape) if full else None,
+        y_err=getval(res.y_err).reshape(shape) if full else None,
+        stages=getval(res.stages).reshape(stage_shape),
+        stage_states=getval(res.stage_states).reshape(stage_shape) if full else None,
     )
+
+
+def _float(x) -> float:
+    """float(x) of a plain or traced scalar (getval only for a box: it is a call per use)."""
+    return float(getval(x)) if isinstance(x, Box) else float(x)
 
 
 def stage_states_of(rec: RKStepRecord, tableau) -> np.ndarray:
@@ -638,8 +644,8 @@ def attempt_rk_step(f, t, y, k1, h_abs, t1, opts, log: AttemptLog, shape, *, bef
             n_control=opts.n_control, stage_states=opts.record == "full",
         )  # fmt: skip
         nfev += res.nfev
-        q = float(getval(res.error_norm))
-        if not np.isfinite(q):
+        q = _float(res.error_norm)
+        if not math.isfinite(q):
             # The library's rule for a NaN/Inf error norm: a value its controller rejects, or raise.
             q = conv.nonfinite_error_norm(q, t, h, res.nonfinite)
         accepted = conv.accept(q)

@@ -214,10 +214,8 @@ def flat_field(fun, args, shape, complex_state=False):
 
     ndarray = np.ndarray
 
-    def f(t, y):
-        out = fun(t, y.reshape(shape) if type(y) is ndarray else anp.reshape(y, shape), *args)
-        if type(out) is ndarray and out.shape == shape and out.dtype.kind == "f":
-            return out.reshape(-1)  # the common case, every check passed at the cost of three compares
+    def checked(t, out):
+        """The output of ``fun`` flattened, after the checks the common case skips."""
         if isinstance(out, Box):
             if anp.shape(out) != shape:
                 raise ValueError(
@@ -238,6 +236,22 @@ def flat_field(fun, args, shape, complex_state=False):
             if out.dtype.kind != "c":
                 raise TypeError(f"fun returned a non-numeric array (dtype {out.dtype}) at t={float(t)!r}")
         return out.reshape(-1)
+
+    if len(shape) == 1:
+        # A flat state is its own flat view: no reshape either way (two per call, as much as a small f)
+        def f(t, y):
+            out = fun(t, y, *args)
+            if type(out) is ndarray and out.shape == shape and out.dtype.kind == "f":
+                return out
+            return checked(t, out)
+
+        return f
+
+    def f(t, y):
+        out = fun(t, y.reshape(shape) if type(y) is ndarray else anp.reshape(y, shape), *args)
+        if type(out) is ndarray and out.shape == shape and out.dtype.kind == "f":
+            return out.reshape(-1)  # the common case, every check passed at the cost of three compares
+        return checked(t, out)
 
     return f
 

@@ -340,8 +340,11 @@ def _error_norm_plain(tableau, K, h, y, y_new, rtol, atol):
     """:func:`error_norm` for a real plain state and a single error estimate (not DOP853): the same
     operations in the same order, without the per-call tracing checks."""
     sc = atol + numpy.maximum(numpy.abs(y), numpy.abs(y_new)) * rtol
-    y_err = _combine_plain(K, tableau.e, h)
-    z = y_err / sc if numpy.minimum.reduce(sc) > 0 else scaled(y_err, sc)
+    y_err = numpy.dot(K.T, tableau.e) * h
+    if not y_err.dot(y_err) < _INF:  # non-finite or overflowing: combine's rescue (same bits if finite)
+        y_err = combine(K, tableau.e, h)
+    # sc > 0 whenever atol is a positive scalar (a NaN scale gives NaN either way)
+    z = y_err / sc if (type(atol) is float and atol > 0) or _minimum(sc) > 0 else scaled(y_err, sc)
     return _rms_plain(z), y_err
 
 
@@ -406,98 +409,156 @@ def rk_step(
     >>> round(float(r.y_new[0]), 6)  # exp(-0.1) = 0.904837...
     0.904833
     """
-    rows, c = tableau.stage_rows
-    s = tableau.n_stages
     nfev = 0
     if k1 is None:
         k1 = fun(t, y)
         nfev += 1
-    # Untraced, the stages live in one preallocated (s, n) array, as in scipy; traced (y or any stage is an
-    # autograd box, e.g. boxed params), in a list that is stacked, since autograd cannot follow in-place
-    # writes.  Both give K[:i] the same memory layout, hence the same rounding.
-    K_list, Y_list = [k1], [y]
-    buf = None
-    if not (isinstance(y, Box) or isinstance(k1, Box)):
-        dtype = numpy.result_type(y, k1)
-        n = numpy.size(y)
-        buf = (numpy.empty((s, n), dtype), numpy.empty((s, n), dtype) if stage_states else None)
-        buf[0][0] = k1
-        if stage_states:
-            buf[1][0] = y
+    start = None
+    if type(y) is _ndarray and type(k1) is _ndarray and y.dtype.kind == "f" and k1.dtype.kind == "f":
+        out = _rk_step_plain(fun, t, y, h, tableau, k1, nfev, rtol, atol, stiffness, n_control, stage_states)
+        if type(out) is StepResult:
+            return out
+        start = out  # a stage came back traced (the field closes over boxed parameters): go on traced
+    return _rk_step_traced(fun, t, y, h, tableau, k1, nfev, rtol, atol, stiffness, n_control, stage_states,
+                           start)  # fmt: skip
 
+
+_ndarray = numpy.ndarray
+_dot = numpy.dot
+_abs = numpy.abs
+_maximum = numpy.maximum
+_minimum = numpy.minimum.reduce
+_INF = float("inf")
+
+
+def _rk_step_plain(fun, t, y, h, tableau, k1, nfev, rtol, atol, stiffness, n_control, stage_states):
+    """:func:`rk_step` for a real, untraced state: the stages in one preallocated (s, n) array, as in
+    scipy, and no per-stage tracing checks.  The same operations in the same order as the traced path
+    (``K[:i]`` has the same memory layout in both), so the same bits.
+
+    Each stage combination is checked for overflow with one dot product of it with itself (a non-finite
+    or overflowing square sends it to :func:`combine`'s rescue, which returns the same bits whenever they
+    are finite).  Returns the :class:`StepResult`, or ``(i, K_list, Y_list)`` if stage i came back as an
+    autograd box, for :func:`_rk_step_traced` to continue from.
+    """
+    rows, c = tableau.stage_rows
+    s = tableau.n_stages
+    K = numpy.empty((s, y.size), numpy.result_type(y, k1))
+    K[0] = k1
+    Y = numpy.empty_like(K) if stage_states else None
+    Y_rows = [y]
     last = s - 1 if tableau.fsal else s
     # A NaN/Inf stage is not an error here: the convention decides (scipy and diffrax reject and shrink,
-    # torchdiffeq and OrdinaryDiffEq fail), so our arithmetic on such values is silenced — not the user's f
-    # (one errstate for the whole step: entering it costs as much as a stage combination on a small state).
+    # torchdiffeq and OrdinaryDiffEq fail), so the step's arithmetic on such values is silenced (one
+    # errstate for the whole step: entering it costs as much as a stage combination on a small state).
     with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for i in range(1, last):
-            if buf is not None:
-                Yi = y + _combine_plain(buf[0][:i], rows[i], h)
-            else:
-                Yi = y + combine(anp.stack(K_list), rows[i], h)
+            dy = _dot(K[:i].T, rows[i]) * h
+            if not dy.dot(dy) < _INF:
+                dy = combine(K[:i], rows[i], h)
+            Yi = y + dy
             ki = fun(t + c[i] * h, Yi)
             nfev += 1
-            K_list.append(ki)
-            Y_list.append(Yi)
-            if buf is not None:
-                if isinstance(ki, Box):  # parameters are traced: switch to the lists (kept all along)
-                    buf = None
-                else:
-                    buf[0][i] = ki
-                    if stage_states:
-                        buf[1][i] = Yi
+            Y_rows.append(Yi)
+            if type(ki) is not _ndarray:
+                return i, [*K[:i]], Y_rows, ki, nfev
+            K[i] = ki
         if tableau.fsal:
             # y_{n+1} from the first s−1 stages, then the FSAL stage at (t + h, y_{n+1}).
-            if buf is not None:
-                y_new = y + _combine_plain(buf[0][: s - 1], tableau.b[:-1], h, h_first=True)
-            else:
-                y_new = y + combine(anp.stack(K_list), tableau.b[:-1], h, h_first=True)
+            dy = h * _dot(K[: s - 1].T, tableau.b[:-1])
+            if not dy.dot(dy) < _INF:
+                dy = combine(K[: s - 1], tableau.b[:-1], h, h_first=True)
+            y_new = y + dy
             k_last = fun(t + h, y_new)
             nfev += 1
-            K_list.append(k_last)
-            Y_list.append(y_new)
-            if buf is not None:
-                if isinstance(k_last, Box):
-                    buf = None
-                else:
-                    buf[0][s - 1] = k_last
-                    if stage_states:
-                        buf[1][s - 1] = y_new
-        elif buf is not None:
-            y_new = y + _combine_plain(buf[0], tableau.b, h, h_first=True)
+            Y_rows.append(y_new)
+            if type(k_last) is not _ndarray:
+                return s - 1, [*K[: s - 1]], Y_rows, k_last, nfev
+            K[s - 1] = k_last
+        else:
+            dy = h * _dot(K.T, tableau.b)
+            if not dy.dot(dy) < _INF:
+                dy = combine(K, tableau.b, h, h_first=True)
+            y_new = y + dy
+        if stage_states:
+            Y[:] = Y_rows  # one copy of the rows the step formed anyway
+        nonfinite = None
+        total = _sum(K, axis=None) + _sum(y_new)
+        if not total - total == 0:  # one check per step: some value is NaN/Inf (or the sum overflowed)
+            nonfinite = _first_nonfinite(K, y_new, tableau.fsal)
+        if n_control is not None or tableau.e3 is not None or stiffness not in (None, "rms_ratio"):
+            E, y_err, S = _norms(tableau, K, Y_rows, h, y, y_new, rtol, atol, stiffness, n_control, True)
+            return StepResult(t, h, y, y_new, y_err, K, Y, E, S, nfev, nonfinite)
+        # The common case: E, and _stiffness_plain's operations inline, in its order.
+        E, y_err = _error_norm_plain(tableau, K, h, y, y_new, rtol, atol)
+        S = None
+        if stiffness is not None and tableau.stiffness_pair is not None:
+            ix, iy = tableau.stiffness_pair
+            b = _rms_plain(Y_rows[iy] - Y_rows[ix])
+            S = _rms_plain(K[iy] - K[ix]) / b if b != 0 else numpy.float64(0.0)
+    return StepResult(t, h, y, y_new, y_err, K, Y, E, S, nfev, nonfinite)
+
+
+def _norms(tableau, K, Y_rows, h, y, y_new, rtol, atol, stiffness, n_control, plain):
+    """(E, y_err, S) of a step from its stages K (s, n) and stage states (a list of rows or an array)."""
+    plain = plain and tableau.e3 is None
+    if n_control is None:
+        if plain:
+            E, y_err = _error_norm_plain(tableau, K, h, y, y_new, rtol, atol)
+        else:
+            E, y_err = error_norm(tableau, K, h, y, y_new, rtol, atol)
+        Kc, Yc = K, Y_rows
+    else:
+        c_ = slice(0, n_control)
+        atol_c = atol[c_] if numpy.ndim(atol) else atol
+        E, _ = error_norm(tableau, K[:, c_], h, y[c_], y_new[c_], rtol, atol_c)
+        Kc = K[:, c_]
+        Yc = [Yi[c_] for Yi in Y_rows] if isinstance(Y_rows, list) else Y_rows[:, c_]
+        y_err = combine(K, tableau.e, h)
+    if stiffness is None or tableau.stiffness_pair is None:
+        S = None
+    elif plain and stiffness != "max_elementwise":
+        S = _stiffness_plain(tableau, Kc, Yc, h, stiffness)
+    else:
+        stack = numpy.stack if plain else anp.stack
+        S = stiffness_estimate(tableau, Kc, stack(Yc) if isinstance(Yc, list) else Yc, h, stiffness)
+    return E, y_err, S
+
+
+def _rk_step_traced(fun, t, y, h, tableau, k1, nfev, rtol, atol, stiffness, n_control, stage_states, start):
+    """:func:`rk_step` when y, a stage or the parameters are traced (or the state is complex): stages in
+    lists that are stacked, since autograd cannot follow in-place writes.  ``start``: ``(i, K_list,
+    Y_list, k_i, nfev)`` from :func:`_rk_step_plain`, whose stages 0…i−1 and k_i are reused."""
+    rows, c = tableau.stage_rows
+    s = tableau.n_stages
+    last = s - 1 if tableau.fsal else s
+    if start is None:
+        K_list, Y_list, first = [k1], [y], 1
+    else:
+        i0, K_list, Y_list, k_i, nfev = start
+        K_list.append(k_i)
+        first = i0 + 1
+    with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for i in range(first, last):
+            Yi = y + combine(anp.stack(K_list), rows[i], h)
+            K_list.append(fun(t + c[i] * h, Yi))
+            Y_list.append(Yi)
+            nfev += 1
+        if tableau.fsal:
+            if len(K_list) < s:
+                y_new = y + combine(anp.stack(K_list), tableau.b[:-1], h, h_first=True)
+                K_list.append(fun(t + h, y_new))
+                Y_list.append(y_new)
+                nfev += 1
+            else:
+                y_new = Y_list[-1]
         else:
             y_new = y + combine(anp.stack(K_list), tableau.b, h, h_first=True)
-        if buf is not None:
-            K, Y = buf
-            Y_rows = Y if stage_states else Y_list  # S reads two rows: the list avoids an (s, n) copy
-        else:
-            K, Y = anp.stack(K_list), anp.stack(Y_list)
-            Y_rows = Y
-        K_val, y_new_val = (K, y_new) if buf is not None else (getval(K), getval(y_new))
+        K, Y = anp.stack(K_list), anp.stack(Y_list)
+        K_val, y_new_val = getval(K), getval(y_new)
         nonfinite = None
         total = _sum(K_val, axis=None) + _sum(y_new_val)
-        if not total - total == 0:  # one check per step: some value is NaN/Inf (or the sum overflowed)
+        if not total - total == 0:
             nonfinite = _first_nonfinite(K_val, y_new_val, tableau.fsal)
-        plain = buf is not None and tableau.e3 is None and K.dtype.kind == "f" and not isinstance(y, Box)
-        if n_control is None:
-            if plain:
-                E, y_err = _error_norm_plain(tableau, K, h, y, y_new, rtol, atol)
-            else:
-                E, y_err = error_norm(tableau, K, h, y, y_new, rtol, atol)
-            Kc, Yc = K, Y_rows
-        else:
-            c_ = slice(0, n_control)
-            atol_c = atol[c_] if numpy.ndim(atol) else atol
-            E, _ = error_norm(tableau, K[:, c_], h, y[c_], y_new[c_], rtol, atol_c)
-            Kc = K[:, c_]
-            Yc = Y[:, c_] if Y is not None and not isinstance(Y_rows, list) else [Yi[c_] for Yi in Y_rows]
-            y_err = combine(K, tableau.e, h)
-        if stiffness is None or tableau.stiffness_pair is None:
-            S = None
-        elif plain and stiffness != "max_elementwise":
-            S = _stiffness_plain(tableau, Kc, Yc, h, stiffness)
-        else:
-            S = stiffness_estimate(
-                tableau, Kc, Yc if not isinstance(Yc, list) else numpy.stack(Yc), h, stiffness
-            )
+        E, y_err, S = _norms(tableau, K, Y, h, y, y_new, rtol, atol, stiffness, n_control, False)
     return StepResult(t, h, y, y_new, y_err, K, Y if stage_states else None, E, S, nfev, nonfinite)
