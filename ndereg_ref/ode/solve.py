@@ -64,6 +64,7 @@ class IntegrationResult:
     nfev: int
     tableau: Tableau
     convention: Convention
+    outputs_array: np.ndarray | None = None  # (m, n): the plain outputs, whose rows ``outputs`` are
 
 
 def integrate(
@@ -101,7 +102,8 @@ def integrate(
         h_abs, n = initial_step_size(f, t0, y0, k1, t1, opts)
         nfev += n
     log = AttemptLog(controller_state=convention.controller_state(tableau))
-    out = _Outputs(f, tableau, convention, t_eval, t0, t1, y0)
+    plain = type(y0) is np.ndarray and type(k1) is np.ndarray
+    out = _Outputs(f, tableau, convention, t_eval, t0, t1, y0, plain=plain)
     accepted_index: list[int] = []
     R_E = 0.0
     R_S = None if tableau.stiffness_pair is None or opts.stiffness is None else 0.0  # None: S not computed
@@ -143,13 +145,20 @@ def integrate(
         next_k1 = res.stages[-1] if tableau.fsal else None
         if not tableau.fsal and j in out.extended:
             next_k1 = out.extended[j][tableau.n_stages]  # f(t_new, y_new) already evaluated for dense output
+        t, y = t_new, res.y_new
         if opts.record == "none":
             out.extended.pop(j, None)  # only the dense outputs of this step needed them
-        t, y, k1 = t_new, res.y_new, next_k1
+            # k_1 of the next step without the view into this step's (s, n) stages, which it would keep
+            # alive through the next step: one state copied instead of s − 1 held
+            if next_k1 is not None and type(next_k1) is np.ndarray and next_k1.base is not None:
+                next_k1 = next_k1.copy()
+            res = None
+        k1 = next_k1
         h_abs = h_abs_next
 
+    outputs = out.finish()
     return IntegrationResult(
-        outputs=out.values,
+        outputs=outputs,
         saves=out.saves,
         records=log.records,
         accepted_index=accepted_index,
@@ -161,6 +170,7 @@ def integrate(
         nfev=nfev,
         tableau=tableau,
         convention=convention,
+        outputs_array=getattr(out, "array", None),
     )
 
 
@@ -198,11 +208,18 @@ class _Outputs:
     """The output values of a solve and where each comes from (:class:`Save`): y0, the step ends, and dense
     output for ``t_eval`` points inside a step or for t1 when the last step ends past it (torchdiffeq)."""
 
-    def __init__(self, f, tableau, convention, t_eval, t0, t1, y0):
+    def __init__(self, f, tableau, convention, t_eval, t0, t1, y0, plain=False):
         self.f, self.tableau, self.convention = f, tableau, convention
         self.t_eval, self.t1 = t_eval, t1
         self.direction = 1.0 if t1 > t0 else -1.0
         self.values, self.saves = [], []
+        # Plain outputs are copied into one growing (capacity, n) array, so that a solve holds each output
+        # once (``values`` and a final np.stack held them twice); grown by ndarray.resize, i.e. realloc,
+        # which for large blocks remaps pages instead of copying them.  Traced outputs stay a list.
+        self.buffer = None
+        if plain:
+            rows = len(t_eval) if t_eval is not None else 64
+            self.buffer = np.empty((max(rows, 1), np.size(y0)), dtype=y0.dtype)
         self.extended: dict = {}  # accepted step → its extended stages (dense output)
         self.pos = 0  # next t_eval point
         if t_eval is None:
@@ -214,8 +231,30 @@ class _Outputs:
         self.t0_in_t_eval = self.pos > 0
 
     def _add(self, value, save):
-        self.values.append(value)
+        buf = self.buffer
+        if buf is not None and type(value) is np.ndarray:
+            m = len(self.saves)
+            if m == buf.shape[0]:
+                # no view of the buffer exists before finish(), so resizing it in place is safe
+                buf.resize((m + m // 4 + 1, buf.shape[1]), refcheck=False)
+            buf[m] = value
+        elif buf is not None:  # a traced value after all: the list from here on
+            self.values = [row for row in buf[: len(self.saves)]]
+            self.buffer = None
+            self.values.append(value)
+        else:
+            self.values.append(value)
         self.saves.append(save)
+
+    def finish(self):
+        """The outputs as rows of one array (plain) or the list (traced); call once, after the last step."""
+        buf = self.buffer
+        if buf is not None:
+            buf.resize((len(self.saves), buf.shape[1]), refcheck=False)
+            self.array = buf
+            self.values = list(buf)  # row views: no copies
+            self.buffer = None
+        return self.values
 
     def _dense(self, j, t, y, h, K, t_new, y_new, t_out):
         K_ext, n = extended_stages(self.extended, j, self.f, self.tableau, t, y, h, K, t_new, y_new)
@@ -362,7 +401,7 @@ def solve_ivp(
     if t0 == t1 or y0.size == 0:
         return trivial_solution(f, y0, t0, t1, t_eval, opts.tableau, opts.convention, opts.stiffness)
     res = integrate(f, t0, t1, y0.reshape(-1), opts, t_eval=t_eval, shape=shape)
-    return solution_from_result(res, f, shape, (t0, t1))
+    return solution_from_result(res, f, shape, (t0, t1), release_outputs=True)
 
 
 def trivial_solution(f, y0, t0, t1, t_eval, tableau, conv, stiffness="rms_ratio") -> Solution:
@@ -393,10 +432,28 @@ def trivial_solution(f, y0, t0, t1, t_eval, tableau, conv, stiffness="rms_ratio"
     )
 
 
-def solution_from_result(res: IntegrationResult, f, shape, t_span) -> Solution:
-    """Package an :class:`IntegrationResult` as a (non-differentiable) :class:`Solution`."""
+def stack_outputs(outputs: list, shape, release: bool = False) -> np.ndarray:
+    """The outputs as one (m, *shape) array, np.stack's values and dtype.  ``release``: each output is
+    dropped from ``outputs`` once copied, so that the peak is the result plus one state rather than twice
+    the result (for a caller that owns the list; at ``record="none"`` nothing else holds the states)."""
+    values = [getval(o) for o in outputs]
+    ys = np.empty((len(values), *shape), dtype=np.result_type(*{v.dtype for v in values}))
+    del values
+    for i in range(len(outputs)):
+        ys[i] = np.reshape(getval(outputs[i]), shape)
+        if release:
+            outputs[i] = None
+    return ys
+
+
+def solution_from_result(res: IntegrationResult, f, shape, t_span, *, release_outputs=False) -> Solution:
+    """Package an :class:`IntegrationResult` as a (non-differentiable) :class:`Solution`;
+    ``release_outputs``: :func:`stack_outputs` empties ``res.outputs`` (only for a caller done with it)."""
     ts = np.array([s.t for s in res.saves])
-    ys = np.stack([np.reshape(getval(o), shape) for o in res.outputs])
+    if res.outputs_array is not None:
+        ys = res.outputs_array.reshape((-1, *shape))  # a view: the solve's one copy of its outputs
+    else:
+        ys = stack_outputs(res.outputs, shape, release=release_outputs)
     n_acc = len(res.accepted_index)
     tableau = res.tableau
     dense = DenseOutput(

@@ -438,15 +438,23 @@ def _rk_step_plain(fun, t, y, h, tableau, k1, nfev, rtol, atol, stiffness, n_con
 
     Each stage combination is checked for overflow with one dot product of it with itself (a non-finite
     or overflowing square sends it to :func:`combine`'s rescue, which returns the same bits whenever they
-    are finite).  Returns the :class:`StepResult`, or ``(i, K_list, Y_list)`` if stage i came back as an
-    autograd box, for :func:`_rk_step_traced` to continue from.
+    are finite).  Of the stage states only the two that S reads are kept, unless ``stage_states`` (then
+    in one (s, n) array) or a less common norm needs them all.  Returns the :class:`StepResult`, or
+    ``(i, K_list, Y_list, k_i, nfev)`` if stage i came back as an autograd box, for
+    :func:`_rk_step_traced` to continue from.
     """
     rows, c = tableau.stage_rows
     s = tableau.n_stages
     K = numpy.empty((s, y.size), numpy.result_type(y, k1))
     K[0] = k1
-    Y = numpy.empty_like(K) if stage_states else None
-    Y_rows = [y]
+    common = n_control is None and tableau.e3 is None and stiffness in (None, "rms_ratio")
+    pair = tableau.stiffness_pair if stiffness is not None and tableau.stiffness_pair is not None else ()
+    keep_all = stage_states or not common
+    if stage_states:
+        Y = Y_rows = numpy.empty_like(K)
+    else:
+        Y, Y_rows = None, [None] * s
+    Y_rows[0] = y
     last = s - 1 if tableau.fsal else s
     # A NaN/Inf stage is not an error here: the convention decides (scipy and diffrax reject and shrink,
     # torchdiffeq and OrdinaryDiffEq fail), so the step's arithmetic on such values is silenced (one
@@ -459,9 +467,10 @@ def _rk_step_plain(fun, t, y, h, tableau, k1, nfev, rtol, atol, stiffness, n_con
             Yi = y + dy
             ki = fun(t + c[i] * h, Yi)
             nfev += 1
-            Y_rows.append(Yi)
+            if keep_all or i in pair:
+                Y_rows[i] = Yi
             if type(ki) is not _ndarray:
-                return i, [*K[:i]], Y_rows, ki, nfev
+                return i, [*K[:i]], _all_stage_states(tableau, y, h, K, Y_rows, i, Yi), ki, nfev
             K[i] = ki
         if tableau.fsal:
             # y_{n+1} from the first s−1 stages, then the FSAL stage at (t + h, y_{n+1}).
@@ -471,32 +480,48 @@ def _rk_step_plain(fun, t, y, h, tableau, k1, nfev, rtol, atol, stiffness, n_con
             y_new = y + dy
             k_last = fun(t + h, y_new)
             nfev += 1
-            Y_rows.append(y_new)
+            Y_rows[s - 1] = y_new
             if type(k_last) is not _ndarray:
-                return s - 1, [*K[: s - 1]], Y_rows, k_last, nfev
+                return (
+                    s - 1,
+                    [*K[: s - 1]],
+                    _all_stage_states(tableau, y, h, K, Y_rows, s - 1, y_new),
+                    k_last,
+                    nfev,
+                )
             K[s - 1] = k_last
         else:
             dy = h * _dot(K.T, tableau.b)
             if not dy.dot(dy) < _INF:
                 dy = combine(K, tableau.b, h, h_first=True)
             y_new = y + dy
-        if stage_states:
-            Y[:] = Y_rows  # one copy of the rows the step formed anyway
         nonfinite = None
         total = _sum(K, axis=None) + _sum(y_new)
         if not total - total == 0:  # one check per step: some value is NaN/Inf (or the sum overflowed)
             nonfinite = _first_nonfinite(K, y_new, tableau.fsal)
-        if n_control is not None or tableau.e3 is not None or stiffness not in (None, "rms_ratio"):
+        if not common:
             E, y_err, S = _norms(tableau, K, Y_rows, h, y, y_new, rtol, atol, stiffness, n_control, True)
             return StepResult(t, h, y, y_new, y_err, K, Y, E, S, nfev, nonfinite)
         # The common case: E, and _stiffness_plain's operations inline, in its order.
         E, y_err = _error_norm_plain(tableau, K, h, y, y_new, rtol, atol)
         S = None
-        if stiffness is not None and tableau.stiffness_pair is not None:
-            ix, iy = tableau.stiffness_pair
+        if pair:
+            ix, iy = pair
             b = _rms_plain(Y_rows[iy] - Y_rows[ix])
             S = _rms_plain(K[iy] - K[ix]) / b if b != 0 else numpy.float64(0.0)
     return StepResult(t, h, y, y_new, y_err, K, Y, E, S, nfev, nonfinite)
+
+
+def _all_stage_states(tableau, y, h, K, Y_rows, i, Yi):
+    """Y_0 … Y_i as a list for the traced path: the kept rows, the others formed again from K exactly as
+    the step formed them (the same combination, so the same bits)."""
+    rows = tableau.stage_rows[0]
+    out = []
+    for j in range(i):
+        Yj = Y_rows[j]
+        out.append(Yj if Yj is not None else y + combine(K[:j], rows[j], h))
+    out.append(Yi)
+    return out
 
 
 def _norms(tableau, K, Y_rows, h, y, y_new, rtol, atol, stiffness, n_control, plain):
