@@ -597,7 +597,7 @@ def _float(x) -> float:
     return float(getval(x)) if isinstance(x, Box) else float(x)
 
 
-def stage_states_of(rec: RKStepRecord, tableau) -> np.ndarray:
+def stage_states_of(rec: RKStepRecord, tableau, out=None) -> np.ndarray:
     """The stage states Y_i (s, n) of an accepted step's record, flat: the recorded ones, or rebuilt from
     y_n and the stages exactly as :func:`ndereg_ref.ode.step.rk_step` formed them (Y_1 = y_n,
     Y_i = y_n + h Kᵀa_i over the same first i stage rows, the FSAL stage's state y_{n+1}), so the rebuilt
@@ -607,7 +607,7 @@ def stage_states_of(rec: RKStepRecord, tableau) -> np.ndarray:
     if rec.stage_states is not None:
         return np.reshape(rec.stage_states, (s, -1))
     y = np.reshape(rec.y, -1)
-    Y = np.empty_like(K)
+    Y = np.empty_like(K) if out is None else out  # ``out``: an (s, n) buffer to rebuild them into
     Y[0] = y
     last = s - 1 if tableau.fsal else s
     for i in range(1, last):

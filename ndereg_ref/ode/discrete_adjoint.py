@@ -102,6 +102,27 @@ class _ReverseStep:
         self.theta_bar = np.zeros_like(ctx.theta)
         self.has_S = len(ctx.result.S) > 0
 
+    def _buffers(self, n_all, s, n, record):
+        """K̄ (n_all, n), Ȳ (s, n) zeroed, and an (n_all, n) scratch for the outer products: reused from
+        step to step (a fresh state-sized temporary per product costs its page faults), except when the
+        step's adjoints are recorded (the records keep them)."""
+        bufs = None if record else self.__dict__.get("_bufs")
+        if bufs is None or bufs[0].shape != (n_all, n):
+            bufs = (np.zeros((n_all, n)), np.zeros((s, n)), np.empty((n_all, n)))
+            if not record:
+                self._bufs = bufs
+        else:
+            bufs[0].fill(0.0)
+            bufs[1].fill(0.0)
+        return bufs
+
+    def _stage_state_buffer(self, K):
+        """An array like the stages K (s, n) for the rebuilt stage states, reused from step to step."""
+        buf = self.__dict__.get("_Y")
+        if buf is None or buf.shape != K.shape or buf.dtype != K.dtype:
+            buf = self._Y = np.empty_like(K)
+        return buf
+
     def __call__(self, j, rec, lam, carry_k1, record=False):
         """One step of the discrete adjoint (module docstring): from λ = ∂L/∂y_{n+1} (everything after
         accepted step j = n) and k̄_1 of step n+1 to ∂L/∂y_n and this step's k̄_1; θ̄ accumulates in
@@ -116,15 +137,15 @@ class _ReverseStep:
         t, h, t_new = rec.t, rec.h, rec.t_new
         y, y_new = np.reshape(rec.y, -1), np.reshape(rec.y_new, -1)
         K = np.reshape(rec.stages, (s, n))
-        Y = stage_states_of(rec, tab)  # recorded, or rebuilt bit-identically from the stages
+        # recorded, or rebuilt bit-identically from the stages (into a buffer reused from step to step)
+        Y = stage_states_of(rec, tab, out=None if record else self._stage_state_buffer(K))
         K_ext = res.extended_stages.get(j)
         K_ext = None if K_ext is None else np.reshape(getval(K_ext), (-1, n))
         n_all = s if K_ext is None else K_ext.shape[0]
-        Kb = np.zeros((n_all, n))
-        Yb = np.zeros((s, n))
+        Kb, Yb, scratch = self._buffers(n_all, s, n, record)
         yb = np.zeros(n)
         lam_new = lam.copy()
-        theta_before = theta_bar.copy()
+        theta_before = theta_bar.copy() if record else None
 
         for i, sv in saves_by_step.get(j, ()):
             if sv.kind == "end":
@@ -177,18 +198,18 @@ class _ReverseStep:
                 theta_bar += dth
                 Yb[s - 1] += dy
         # y_{n+1} = y_n + h Σ_{i<last} b_i k_i
-        Kb[:last] += h * np.outer(b[:last], lam_new)
+        Kb[:last] += _h_outer(h, b[:last], lam_new, scratch)
         yb += lam_new
         # Stages last−1 … 2 (1-based): Ȳ_i = J_iᵀ k̄_i, then into y_n and the earlier stages.
         for i in range(last - 1, 0, -1):
-            if np.any(Kb[i]):
+            if Kb[i].any():
                 dy, dth = ctx.vjp_f(t + c[i] * h, Y[i], Kb[i])
                 theta_bar += dth
                 Yb[i] += dy
             yb += Yb[i]
-            Kb[:i] += h * np.outer(A[i, :i], Yb[i])
+            Kb[:i] += _h_outer(h, A[i, :i], Yb[i], scratch)
         yb += Yb[0]  # Y_1 = y_n
-        carry_k1 = Kb[0]
+        carry_k1 = Kb[0].copy()  # Kb is reused by the next step
         lam = yb
         # One check per step on what is carried on (NaN propagates, so a bad VJP anywhere in the step
         # shows up here), instead of one per VJP call.
@@ -207,6 +228,15 @@ class _ReverseStep:
                 theta_bar=theta_bar - theta_before,
             )
         return lam, carry_k1, step_record
+
+
+def _h_outer(h, w, v, scratch):
+    """h · outer(w, v) in ``scratch[:len(w)]``: the same products in the same order as
+    ``h * np.outer(w, v)``, without its two temporaries."""
+    out = scratch[: len(w)]
+    np.multiply.outer(w, v, out=out)
+    out *= h
+    return out
 
 
 def discrete_adjoint_sweep(ctx, g_ys, g_E, g_S, *, record: bool = False) -> AdjointSweep:
