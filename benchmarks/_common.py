@@ -21,6 +21,18 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def allocator_note() -> str:
+    """One line on glibc's allocator settings.  Arrays a solve keeps (stages, activations) are fresh
+    memory whose first touch page-faults; with the default dynamic thresholds glibc returns freed large
+    blocks to the OS, so every solve faults again.  MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ (e.g.
+    both 4000000000) keep freed memory for reuse: the retaining levels then cost what "none" costs."""
+    keys = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+    set_ = {k: os.environ[k] for k in keys if k in os.environ}
+    if not set_:
+        return "allocator: glibc defaults (freed large blocks go back to the OS; see _common.allocator_note)"
+    return "allocator: " + ", ".join(f"{k}={v}" for k, v in set_.items()) + " (freed memory is reused)"
+
+
 def pin_torch():
     """torch's intra- and inter-op threads to 1 (when torch is installed)."""
     try:

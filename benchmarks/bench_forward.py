@@ -59,6 +59,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--quick", action="store_true", help="fewer rounds, the small problem only")
     args = ap.parse_args()
+    print(_common.allocator_note())
     rounds = 5 if args.quick else args.rounds
     run_case("van der Pol (μ = 5)", *van_der_pol(), 1e-6, 1e-9, rounds)
     if not args.quick:

@@ -63,6 +63,25 @@ S_VARIANTS = ("sum", "max", "mean")
 # --------------------------------------------------------------------------------------------------
 # the solve context shared by forward and backward passes
 # --------------------------------------------------------------------------------------------------
+class ResidualField:
+    """The flat field of a solve whose discrete adjoint will differentiate a field with
+    ``forward_with_residuals(t, y, params) -> (f, residuals)`` (e.g. :class:`ndereg_ref.learn.models.MLP`):
+    every evaluation's residuals are appended to ``pending``, which the attempt loop empties before each
+    attempt and hands to the accepted attempt's record (``IntegrationResult.residuals``), so that the
+    sweep's VJPs reuse the forward's activations instead of recomputing them.  Costs what the residuals
+    hold per stage of each accepted step (the MLP: its hidden activations), O(1) per rejected attempt.
+    The checks and flattening are the plain field's (``checked``), applied to the returned f."""
+
+    def __init__(self, fun, params, shape, checked):
+        self.fun, self.params, self.shape, self.checked = fun, params, shape, checked
+        self.pending: list = []
+
+    def __call__(self, t, y):
+        out, residuals = self.fun.forward_with_residuals(t, np.reshape(y, self.shape), self.params)
+        self.pending.append(residuals)
+        return self.checked.flatten_output(t, out)
+
+
 @dataclass(eq=False)
 class AdjointContext:
     """One differentiable solve: the field, its parameter structure, the validated :class:`SolveOptions`
@@ -94,7 +113,14 @@ class AdjointContext:
         return flat_field(self.fun, (params,), self.shape)
 
     def run_forward(self, y0_flat, theta, frozen_steps=None):
-        f = self.field(self.spec.unflatten(theta))
+        params = self.spec.unflatten(theta)
+        f = self.field(params)
+        if (
+            self.adjoint == "discrete" and frozen_steps is None and self.opts.record != "none"
+            and getattr(self.fun, "keep_activations", False) and type(y0_flat) is np.ndarray
+            and type(theta) is np.ndarray
+        ):  # fmt: skip
+            f = ResidualField(self.fun, params, self.shape, f)
         res = integrate(
             f,
             self.t0,
@@ -107,15 +133,20 @@ class AdjointContext:
         )
         return res, f
 
-    def vjp_f(self, t, y, v):
+    def vjp_f(self, t, y, v, residuals=None):
         """(∂f/∂y)ᵀv and (∂f/∂θ)ᵀv at (t, y) on flat vectors; one call = one VJP.  When ``want_t_bar``
         is set, vᵀ∂f/∂t is also added to ``t_bar`` (autograd's, the field's ``vjp_t``, or 0 for a field
-        marked ``autonomous``)."""
+        marked ``autonomous``).  ``residuals``: the field's own, kept by the forward at this (t, y)
+        (:class:`ResidualField`), handed to its ``vjp``."""
         self.stats["n_vjp"] += 1
         params = self._plain_params()
         fun_vjp = getattr(self.fun, "vjp", None)
         if fun_vjp is not None:
-            yb, pb = fun_vjp(t, np.reshape(y, self.shape), params, np.reshape(v, self.shape))
+            y_, v_ = np.reshape(y, self.shape), np.reshape(v, self.shape)
+            if residuals is None:
+                yb, pb = fun_vjp(t, y_, params, v_)
+            else:
+                yb, pb = fun_vjp(t, y_, params, v_, residuals=residuals)
             if self.want_t_bar:
                 self.t_bar += self._field_time_vjp(t, y, params, v)
             return np.reshape(yb, -1), self.spec.flatten_plain(pb)

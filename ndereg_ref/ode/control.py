@@ -514,6 +514,7 @@ class AttemptLog:
     records: list = field(default_factory=list)
     n_attempts: int = 0
     controller_state: dict = field(default_factory=dict)
+    residuals: dict = field(default_factory=dict)  # record index → {stage: the field's residuals}
 
 
 def min_step_size(t: float, direction: float) -> float:
@@ -636,9 +637,13 @@ def attempt_rk_step(f, t, y, k1, h_abs, t1, opts, log: AttemptLog, shape, *, bef
         h_abs = min_step
     nfev = 0
 
+    pending = getattr(f, "pending", None)  # a ResidualField's residuals of each evaluation
+
     def attempt(h_abs, rejected_before):
         nonlocal nfev
         t_new, h = conv.attempt_end(t, h_abs, direction, t1, rejected_before)
+        if pending is not None:
+            pending.clear()
         res = rk_step(
             f, t, y, h, tab, k1=k1, rtol=opts.rtol, atol=opts.atol, stiffness=opts.stiffness,
             n_control=opts.n_control, stage_states=opts.record == "full",
@@ -653,6 +658,9 @@ def attempt_rk_step(f, t, y, k1, h_abs, t1, opts, log: AttemptLog, shape, *, bef
             q, abs(h), accepted, rejected_before, log.controller_state, tab
         )
         log.records.append(rk_record(res, t, h, t_new, accepted, shape, opts.record))
+        if pending is not None and accepted:
+            first = 0 if k1 is None else 1  # k_1 given: the evaluations are stages 2 … s
+            log.residuals[len(log.records) - 1] = {first + i: r for i, r in enumerate(pending)}
         if accepted and res.nonfinite is not None:
             # E passed the test although some value is NaN/Inf (e.g. a stage with b_i = e_i = 0, or an
             # overflowing state): continuing would hand NaN to the next step, never a right answer.

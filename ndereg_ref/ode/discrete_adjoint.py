@@ -190,10 +190,11 @@ class _ReverseStep:
                     Kb[:m] += h * np.outer(tab.dense_A_extra[r, :m], dy)
                 theta_bar += dth
         # FSAL stage k_s = f(t_n + h, y_{n+1}): its state is y_{n+1} itself.
+        resid = res.residuals.get(res.accepted_index[j], _NONE)  # the forward's, where the field keeps them
         if tab.fsal:
             lam_new += Yb[s - 1]
             if np.any(Kb[s - 1]):
-                dy, dth = ctx.vjp_f(t + h, y_new, Kb[s - 1])
+                dy, dth = ctx.vjp_f(t + h, y_new, Kb[s - 1], resid.get(s - 1))
                 lam_new += dy
                 theta_bar += dth
                 Yb[s - 1] += dy
@@ -203,7 +204,7 @@ class _ReverseStep:
         # Stages last−1 … 2 (1-based): Ȳ_i = J_iᵀ k̄_i, then into y_n and the earlier stages.
         for i in range(last - 1, 0, -1):
             if Kb[i].any():
-                dy, dth = ctx.vjp_f(t + c[i] * h, Y[i], Kb[i])
+                dy, dth = ctx.vjp_f(t + c[i] * h, Y[i], Kb[i], resid.get(i))
                 theta_bar += dth
                 Yb[i] += dy
             yb += Yb[i]
@@ -228,6 +229,9 @@ class _ReverseStep:
                 theta_bar=theta_bar - theta_before,
             )
         return lam, carry_k1, step_record
+
+
+_NONE: dict = {}
 
 
 def _h_outer(h, w, v, scratch):

@@ -65,6 +65,7 @@ class IntegrationResult:
     tableau: Tableau
     convention: Convention
     outputs_array: np.ndarray | None = None  # (m, n): the plain outputs, whose rows ``outputs`` are
+    residuals: dict = field(default_factory=dict)  # record index → {stage: residuals} (ResidualField)
 
 
 def integrate(
@@ -171,6 +172,7 @@ def integrate(
         tableau=tableau,
         convention=convention,
         outputs_array=getattr(out, "array", None),
+        residuals=log.residuals,
     )
 
 
