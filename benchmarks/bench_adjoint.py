@@ -118,7 +118,7 @@ def case(dim, batch, hidden, rounds):
     model = MLP(dim, hidden=(hidden,), activation="tanh")
     params = model.init_params(np.random.default_rng(0))
     y0 = np.random.default_rng(1).standard_normal((batch, dim))
-    ts = np.linspace(0.0, 24.0, 5)  # long enough for ≥ 50 steps
+    ts = np.linspace(0.0, 30.0, 5)  # long enough for ≥ 50 steps
     kw = dict(method="dp5", convention="torchdiffeq", rtol=1e-6, atol=1e-8)
     _, _, _, info = nr.odeint_regularized(model, y0, ts, params, **kw)
     if info.n_accepted < 50:

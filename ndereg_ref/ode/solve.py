@@ -220,7 +220,7 @@ class _Outputs:
         # which for large blocks remaps pages instead of copying them.  Traced outputs stay a list.
         self.buffer = None
         if plain:
-            rows = len(t_eval) if t_eval is not None else 64
+            rows = len(t_eval) if t_eval is not None else 16  # grown as needed: a big state pays per row
             self.buffer = np.empty((max(rows, 1), np.size(y0)), dtype=y0.dtype)
         self.extended: dict = {}  # accepted step → its extended stages (dense output)
         self.pos = 0  # next t_eval point
