@@ -78,3 +78,37 @@ def test_stiffness_vjp_zero_denominator_gives_zero_like_the_forward():
     assert stiffness_estimate(tab, res.stages, Y, h, "rms_ratio") == 0
     K_bar, Y_bar = stiffness_vjp(tab, res.stages, Y, h, "rms_ratio", 1.0)
     assert np.all(K_bar == 0) and np.all(Y_bar == 0)
+
+
+@pytest.mark.parametrize("method", ["dp5", "bs3", "rkf45"])
+@pytest.mark.parametrize("stage_states", [True, False])
+def test_plain_step_hands_a_traced_stage_over_to_the_traced_path(method, stage_states):
+    """A field that returns an autograd box only from its second stage on (it closes over a traced
+    parameter for t > t_n): rk_step starts on the plain path and continues on the traced one without
+    evaluating any stage twice; value and gradient equal those of the same step traced from the start
+    (y = y0 + 0·p, a box from the first stage)."""
+    import autograd.numpy as anp
+    from autograd import grad as agrad
+
+    from ndereg_ref.ode.step import rk_step
+    from ndereg_ref.ode.tableaus import TABLEAUS
+
+    tab = TABLEAUS[method]
+    y0 = np.array([1.0, -0.5, 0.25])
+
+    def step(p, traced_from_start):
+        calls = []
+
+        def f(t, y):
+            calls.append(t)
+            rate = p if t > 0.0 else 0.7  # the first stage (t = t_n = 0) sees no box
+            return -rate * y + anp.sin(t)
+
+        y = y0 + 0.0 * p if traced_from_start else y0
+        res = rk_step(f, 0.0, y, 0.1, tab, rtol=1e-6, atol=1e-9, stage_states=stage_states)
+        assert len(calls) == tab.n_stages  # no stage evaluated twice
+        out = anp.sum(res.y_new) + res.error_norm
+        return out + anp.sum(res.stage_states) if stage_states else out
+
+    assert agrad(lambda p: step(p, False))(0.7) == agrad(lambda p: step(p, True))(0.7)
+    assert step(0.7, False) == step(0.7, True)
