@@ -256,7 +256,8 @@ def make_trace(
 
 def _local_record(fun, params, info, local, rtol, atol, gradients) -> dict:
     """The trace's ``local`` section: r = E(t_r)|h_r| at the given t_r (u_r, h_r), and ∂r/∂params."""
-    from autograd import grad
+    from autograd import value_and_grad
+    from autograd.tracer import getval
 
     from ..ode.params import flatten_params
     from ..regularizers import local_regularization
@@ -268,14 +269,23 @@ def _local_record(fun, params, info, local, rtol, atol, gradients) -> dict:
     theta = np.asarray(theta, dtype=float)
     kw = dict(rtol=rtol, atol=atol, t_r=local["t_r"], u_r=local.get("u_r"), h_r=local.get("h_r"))
     kw["k1_mode"] = local.get("k1_mode", "frozen")
-    r, sample = local_regularization(fun, params, info, None, **kw)
     d_theta = None
     if gradients and theta.size:
-        d_theta = grad(lambda th: local_regularization(fun, spec.unflatten(th), info, None, **kw)[0])(theta)
+        samples = []
+
+        def r_of(th):
+            r_, sample_ = local_regularization(fun, spec.unflatten(th), info, None, **kw)
+            samples.append(sample_)
+            return r_
+
+        r, d_theta = value_and_grad(r_of)(theta)  # one local step, not one more for the value
+        sample = samples[-1]
+    else:
+        r, sample = local_regularization(fun, params, info, None, **kw)
     return {
-        "t_r": _hex(sample.t_r),
-        "h_r": _hex(sample.h_r),
-        "u_r": _array(sample.u_r),
+        "t_r": _hex(float(getval(sample.t_r))),
+        "h_r": _hex(float(getval(sample.h_r))),
+        "u_r": _array(np.asarray(getval(sample.u_r), dtype=float)),
         "k1_mode": kw["k1_mode"],
         "value": _hex(float(r)),
         "dr_dparams": _array_or_none(None if d_theta is None else np.asarray(d_theta)),
