@@ -168,3 +168,19 @@ def test_kept_activations_give_the_same_gradient_bits(mlp_kw, method):
     (g_base, n_base), (g_kept, n_kept) = grads(base), grads(kept)
     np.testing.assert_array_equal(g_kept, g_base)
     assert n_kept < 0.7 * n_base, (n_kept, n_base)
+
+
+@pytest.mark.parametrize("adjoint", ["discrete", "tape", "interpolating"])
+def test_odeint_skips_the_stiffness_estimate_without_changing_anything(adjoint):
+    """odeint computes no S by default (nothing it returns reads S): its outputs and gradients are the
+    bits of a solve that computes S."""
+    p = PROBLEMS["vdp"]
+    ts = np.linspace(0.0, 3.0, 4)
+    kw = dict(method="dp5", rtol=1e-6, atol=1e-8, adjoint=adjoint)
+
+    def loss(th, stiffness):
+        return anp.sum(nr.odeint(p.pfun, p.y0_array, ts, th, stiffness=stiffness, **kw) ** 2)
+
+    th = p.params_array
+    assert loss(th, None) == loss(th, "rms_ratio")
+    np.testing.assert_array_equal(autograd.grad(loss)(th, None), autograd.grad(loss)(th, "rms_ratio"))

@@ -321,6 +321,16 @@ def test_load_rejects_solver_setting_outside_the_schema_enum(traces, key, value)
     _raises(t, f"solver.{key}")
 
 
+def test_load_rejects_S_without_its_variant(traces):
+    """Version 2 lets a partial trace omit solver.stiffness, but not one that records S: its S would
+    diff equal to a trace of another variant's (hypothesis found the key deleted by one byte)."""
+    t = copy.deepcopy(traces["scipy"])
+    t["schema_version"] = 2
+    t.setdefault("absent", {})
+    del t["solver"]["stiffness"]
+    _raises(t, "solver.stiffness", "S is recorded")
+
+
 def test_load_rejects_boolean_schema_version(traces):
     t = copy.deepcopy(traces["scipy"])
     t["schema_version"] = True  # True == 1 in Python, but not in JSON

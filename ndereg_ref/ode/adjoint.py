@@ -408,7 +408,7 @@ def odeint(
     first_step=None,
     max_step=np.inf,
     max_steps=100000,
-    stiffness="rms_ratio",
+    stiffness=None,
     adjoint_rtol=None,
     adjoint_atol=None,
     n_control=None,
@@ -422,7 +422,9 @@ def odeint(
     arguments are those of :func:`ndereg_ref.solve_ivp` (t_span = (ts[0], ts[-1]), t_eval = ts).
     ``n_control``: only the first ``n_control`` elements of the flattened state are under step control
     (for auxiliary integral states, docs/design.md §5).  ``adjoint_rtol``/``adjoint_atol``: tolerances of the
-    backward solves of the continuous adjoints (default: the forward ones).
+    backward solves of the continuous adjoints (default: the forward ones).  ``stiffness``: None (default)
+    skips the stiffness estimate, which nothing odeint returns reads (a variant name computes it anyway;
+    :func:`odeint_regularized` returns R_S).
 
     ``y0`` may also be a tuple, list or dict of arrays (torchdiffeq's tuple states, one level of a
     diffrax PyTree): ``fun`` then receives and returns that structure, the outputs come back as the same

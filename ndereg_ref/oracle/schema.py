@@ -572,6 +572,12 @@ class _Reader:
         ):
             self.fail("summary.y_final", "differs from the y_new of the last accepted step, which ends at t1")
         has_pair = TABLEAUS[solver["method"]].stiffness_pair is not None
+        records_S = summary.get("R_S") is not None or any(s.has("S") and s.S is not None for s in steps)
+        if has_pair and records_S and "stiffness" not in solver:
+            # S without its variant would diff equal to a trace of another variant's S
+            self.fail(
+                "solver.stiffness", "is missing, but S is recorded: name the variant it was computed with"
+            )
         if "R_S" in summary and (summary["R_S"] is None) == has_pair:
             self.fail("summary.R_S", f"is {summary['R_S']!r} but S is {'' if has_pair else 'not '}recorded")
         for name, key in (("R_E", "E"), ("R_S", "S")):
