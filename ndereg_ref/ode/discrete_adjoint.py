@@ -101,12 +101,13 @@ class _ReverseStep:
         self.saves_by_step = saves_by_step
         self.theta_bar = np.zeros_like(ctx.theta)
         self.has_S = len(ctx.result.S) > 0
+        self._bufs = self._Y = None  # per-step work arrays, reused from step to step
 
     def _buffers(self, n_all, s, n, record):
         """K̄ (n_all, n), Ȳ (s, n) zeroed, and an (n_all, n) scratch for the outer products: reused from
         step to step (a fresh state-sized temporary per product costs its page faults), except when the
         step's adjoints are recorded (the records keep them)."""
-        bufs = None if record else self.__dict__.get("_bufs")
+        bufs = None if record else self._bufs
         if bufs is None or bufs[0].shape != (n_all, n):
             bufs = (np.zeros((n_all, n)), np.zeros((s, n)), np.empty((n_all, n)))
             if not record:
@@ -118,7 +119,7 @@ class _ReverseStep:
 
     def _stage_state_buffer(self, K):
         """An array like the stages K (s, n) for the rebuilt stage states, reused from step to step."""
-        buf = self.__dict__.get("_Y")
+        buf = self._Y
         if buf is None or buf.shape != K.shape or buf.dtype != K.dtype:
             buf = self._Y = np.empty_like(K)
         return buf
@@ -153,7 +154,7 @@ class _ReverseStep:
             else:  # dense: y_n + h Σ w_i(θ) K_i
                 w = tab.dense_weights(sv.theta)
                 yb += g_ys[i]
-                Kb[: w.size] += h * np.outer(w, g_ys[i])
+                Kb[: w.size] += _h_outer(h, w, g_ys[i], scratch)
         cs = slice(0, n if ctx.opts.n_control is None else ctx.opts.n_control)  # elements under step control
         if g_E[j] != 0:
             atol_c = ctx.opts.atol_control
@@ -187,7 +188,7 @@ class _ReverseStep:
                     Yr = y + np.dot(K_ext[:m].T, tab.dense_A_extra[r, :m]) * h
                     dy, dth = ctx.vjp_f(t + tab.dense_c_extra[r] * h, Yr, Kb[m])
                     yb += dy
-                    Kb[:m] += h * np.outer(tab.dense_A_extra[r, :m], dy)
+                    Kb[:m] += _h_outer(h, tab.dense_A_extra[r, :m], dy, scratch)
                 theta_bar += dth
         # FSAL stage k_s = f(t_n + h, y_{n+1}): its state is y_{n+1} itself.
         resid = res.residuals.get(res.accepted_index[j], _NONE)  # the forward's, where the field keeps them

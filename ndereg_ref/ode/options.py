@@ -237,31 +237,21 @@ def flat_field(fun, args, shape, complex_state=False):
                 raise TypeError(f"fun returned a non-numeric array (dtype {out.dtype}) at t={float(t)!r}")
         return out.reshape(-1)
 
-    if len(shape) == 1:
-        # A flat state is its own flat view: no reshape either way (two per call, as much as a small f)
-        def flatten_output(t, out):
-            if type(out) is ndarray and out.shape == shape and out.dtype.kind == "f":
-                return out
-            return checked(t, out)
+    flat = len(shape) == 1  # a flat state is its own flat view: no reshape either way
 
-        def f(t, y):
-            out = fun(t, y, *args)
-            if type(out) is ndarray and out.shape == shape and out.dtype.kind == "f":
-                return out
-            return checked(t, out)
+    def flatten_output(t, out):
+        if type(out) is ndarray and out.shape == shape and out.dtype.kind == "f":
+            return out if flat else out.reshape(-1)  # the common case, passed at the cost of three compares
+        return checked(t, out)
 
-    else:
-
-        def flatten_output(t, out):
-            if type(out) is ndarray and out.shape == shape and out.dtype.kind == "f":
-                return out.reshape(-1)  # the common case, every check passed at the cost of three compares
-            return checked(t, out)
-
-        def f(t, y):
-            out = fun(t, y.reshape(shape) if type(y) is ndarray else anp.reshape(y, shape), *args)
-            if type(out) is ndarray and out.shape == shape and out.dtype.kind == "f":
-                return out.reshape(-1)
-            return checked(t, out)
+    def f(t, y):
+        if not flat:
+            y = y.reshape(shape) if type(y) is ndarray else anp.reshape(y, shape)
+        out = fun(t, y, *args)
+        # flatten_output's common case inline: f runs once per stage, and a call costs as much as the test
+        if type(out) is ndarray and out.shape == shape and out.dtype.kind == "f":
+            return out if flat else out.reshape(-1)
+        return checked(t, out)
 
     f.flatten_output = flatten_output  # the checks alone, for a wrapper that calls fun itself
     return f

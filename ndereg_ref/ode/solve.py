@@ -171,7 +171,7 @@ def integrate(
         nfev=nfev,
         tableau=tableau,
         convention=convention,
-        outputs_array=getattr(out, "array", None),
+        outputs_array=out.array,
         residuals=log.residuals,
     )
 
@@ -218,7 +218,7 @@ class _Outputs:
         # Plain outputs are copied into one growing (capacity, n) array, so that a solve holds each output
         # once (``values`` and a final np.stack held them twice); grown by ndarray.resize, i.e. realloc,
         # which for large blocks remaps pages instead of copying them.  Traced outputs stay a list.
-        self.buffer = None
+        self.buffer = self.array = None  # array: the buffer, trimmed, once finish() has run
         if plain:
             rows = len(t_eval) if t_eval is not None else 16  # grown as needed: a big state pays per row
             self.buffer = np.empty((max(rows, 1), np.size(y0)), dtype=y0.dtype)
@@ -403,7 +403,7 @@ def solve_ivp(
     if t0 == t1 or y0.size == 0:
         return trivial_solution(f, y0, t0, t1, t_eval, opts.tableau, opts.convention, opts.stiffness)
     res = integrate(f, t0, t1, y0.reshape(-1), opts, t_eval=t_eval, shape=shape)
-    return solution_from_result(res, f, shape, (t0, t1), release_outputs=True)
+    return solution_from_result(res, f, shape, (t0, t1))
 
 
 def trivial_solution(f, y0, t0, t1, t_eval, tableau, conv, stiffness="rms_ratio") -> Solution:
@@ -434,28 +434,13 @@ def trivial_solution(f, y0, t0, t1, t_eval, tableau, conv, stiffness="rms_ratio"
     )
 
 
-def stack_outputs(outputs: list, shape, release: bool = False) -> np.ndarray:
-    """The outputs as one (m, *shape) array, np.stack's values and dtype.  ``release``: each output is
-    dropped from ``outputs`` once copied, so that the peak is the result plus one state rather than twice
-    the result (for a caller that owns the list; at ``record="none"`` nothing else holds the states)."""
-    values = [getval(o) for o in outputs]
-    ys = np.empty((len(values), *shape), dtype=np.result_type(*{v.dtype for v in values}))
-    del values
-    for i in range(len(outputs)):
-        ys[i] = np.reshape(getval(outputs[i]), shape)
-        if release:
-            outputs[i] = None
-    return ys
-
-
-def solution_from_result(res: IntegrationResult, f, shape, t_span, *, release_outputs=False) -> Solution:
-    """Package an :class:`IntegrationResult` as a (non-differentiable) :class:`Solution`;
-    ``release_outputs``: :func:`stack_outputs` empties ``res.outputs`` (only for a caller done with it)."""
+def solution_from_result(res: IntegrationResult, f, shape, t_span) -> Solution:
+    """Package an :class:`IntegrationResult` as a (non-differentiable) :class:`Solution`."""
     ts = np.array([s.t for s in res.saves])
     if res.outputs_array is not None:
         ys = res.outputs_array.reshape((-1, *shape))  # a view: the solve's one copy of its outputs
     else:
-        ys = stack_outputs(res.outputs, shape, release=release_outputs)
+        ys = np.stack([np.reshape(getval(o), shape) for o in res.outputs])
     n_acc = len(res.accepted_index)
     tableau = res.tableau
     dense = DenseOutput(

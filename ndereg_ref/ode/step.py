@@ -315,15 +315,18 @@ def combine(K, w, h, h_first=False):
 
 def _combine_plain(K, w, h, h_first=False):
     """:func:`combine` on plain arrays inside the caller's ``errstate``: the same dot product and product
-    (so the same bits), one finiteness check, and the overflow rescue only when that check fails."""
+    (so the same bits), one check — the dot product of the result with itself, non-finite if any element
+    is or if a square overflows (which only costs the re-check) — and the overflow rescue only when it
+    fails."""
     out = (h * numpy.dot(K.T, w)) if h_first else (numpy.dot(K.T, w) * h)
-    total = _sum(out)
-    if total - total == 0:  # finite sum ⇒ every element finite (an overflowing sum only costs the re-check)
+    if out.dot(out) < _INF:
         return out
     return combine(K, w, h, h_first)
 
 
 _sum = numpy.add.reduce  # the C reduction, without ndarray.sum's Python wrapper
+_minimum = numpy.minimum.reduce
+_INF = float("inf")
 
 
 def _rms_plain(x):
@@ -340,9 +343,7 @@ def _error_norm_plain(tableau, K, h, y, y_new, rtol, atol):
     """:func:`error_norm` for a real plain state and a single error estimate (not DOP853): the same
     operations in the same order, without the per-call tracing checks."""
     sc = atol + numpy.maximum(numpy.abs(y), numpy.abs(y_new)) * rtol
-    y_err = numpy.dot(K.T, tableau.e) * h
-    if not y_err.dot(y_err) < _INF:  # non-finite or overflowing: combine's rescue (same bits if finite)
-        y_err = combine(K, tableau.e, h)
+    y_err = _combine_plain(K, tableau.e, h)
     # sc > 0 whenever atol is a positive scalar (a NaN scale gives NaN either way)
     z = y_err / sc if (type(atol) is float and atol > 0) or _minimum(sc) > 0 else scaled(y_err, sc)
     return _rms_plain(z), y_err
@@ -424,11 +425,6 @@ def rk_step(
 
 
 _ndarray = numpy.ndarray
-_dot = numpy.dot
-_abs = numpy.abs
-_maximum = numpy.maximum
-_minimum = numpy.minimum.reduce
-_INF = float("inf")
 
 
 def _rk_step_plain(fun, t, y, h, tableau, k1, nfev, rtol, atol, stiffness, n_control, stage_states):
@@ -436,12 +432,11 @@ def _rk_step_plain(fun, t, y, h, tableau, k1, nfev, rtol, atol, stiffness, n_con
     scipy, and no per-stage tracing checks.  The same operations in the same order as the traced path
     (``K[:i]`` has the same memory layout in both), so the same bits.
 
-    Each stage combination is checked for overflow with one dot product of it with itself (a non-finite
-    or overflowing square sends it to :func:`combine`'s rescue, which returns the same bits whenever they
-    are finite).  Of the stage states only the two that S reads are kept, unless ``stage_states`` (then
-    in one (s, n) array) or a less common norm needs them all.  Returns the :class:`StepResult`, or
-    ``(i, K_list, Y_list, k_i, nfev)`` if stage i came back as an autograd box, for
-    :func:`_rk_step_traced` to continue from.
+    Each stage combination is checked for overflow by :func:`_combine_plain` (one dot product of it with
+    itself; :func:`combine`'s rescue only where that fails).  Of the stage states only the two that S
+    reads are kept, unless ``stage_states`` (then in one (s, n) array) or a less common norm needs them
+    all.  Returns the :class:`StepResult`, or ``(i, K_list, Y_list, k_i, nfev)`` if stage i came back as
+    an autograd box, for :func:`_rk_step_traced` to continue from.
     """
     rows, c = tableau.stage_rows
     s = tableau.n_stages
@@ -461,10 +456,7 @@ def _rk_step_plain(fun, t, y, h, tableau, k1, nfev, rtol, atol, stiffness, n_con
     # errstate for the whole step: entering it costs as much as a stage combination on a small state).
     with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for i in range(1, last):
-            dy = _dot(K[:i].T, rows[i]) * h
-            if not dy.dot(dy) < _INF:
-                dy = combine(K[:i], rows[i], h)
-            Yi = y + dy
+            Yi = y + _combine_plain(K[:i], rows[i], h)
             ki = fun(t + c[i] * h, Yi)
             nfev += 1
             if keep_all or i in pair:
@@ -474,10 +466,7 @@ def _rk_step_plain(fun, t, y, h, tableau, k1, nfev, rtol, atol, stiffness, n_con
             K[i] = ki
         if tableau.fsal:
             # y_{n+1} from the first s−1 stages, then the FSAL stage at (t + h, y_{n+1}).
-            dy = h * _dot(K[: s - 1].T, tableau.b[:-1])
-            if not dy.dot(dy) < _INF:
-                dy = combine(K[: s - 1], tableau.b[:-1], h, h_first=True)
-            y_new = y + dy
+            y_new = y + _combine_plain(K[: s - 1], tableau.b[:-1], h, h_first=True)
             k_last = fun(t + h, y_new)
             nfev += 1
             Y_rows[s - 1] = y_new
@@ -491,10 +480,7 @@ def _rk_step_plain(fun, t, y, h, tableau, k1, nfev, rtol, atol, stiffness, n_con
                 )
             K[s - 1] = k_last
         else:
-            dy = h * _dot(K.T, tableau.b)
-            if not dy.dot(dy) < _INF:
-                dy = combine(K, tableau.b, h, h_first=True)
-            y_new = y + dy
+            y_new = y + _combine_plain(K, tableau.b, h, h_first=True)
         nonfinite = None
         total = _sum(K, axis=None) + _sum(y_new)
         if not total - total == 0:  # one check per step: some value is NaN/Inf (or the sum overflowed)
@@ -502,13 +488,8 @@ def _rk_step_plain(fun, t, y, h, tableau, k1, nfev, rtol, atol, stiffness, n_con
         if not common:
             E, y_err, S = _norms(tableau, K, Y_rows, h, y, y_new, rtol, atol, stiffness, n_control, True)
             return StepResult(t, h, y, y_new, y_err, K, Y, E, S, nfev, nonfinite)
-        # The common case: E, and _stiffness_plain's operations inline, in its order.
         E, y_err = _error_norm_plain(tableau, K, h, y, y_new, rtol, atol)
-        S = None
-        if pair:
-            ix, iy = pair
-            b = _rms_plain(Y_rows[iy] - Y_rows[ix])
-            S = _rms_plain(K[iy] - K[ix]) / b if b != 0 else numpy.float64(0.0)
+        S = _stiffness_plain(tableau, K, Y_rows, h, stiffness) if pair else None
     return StepResult(t, h, y, y_new, y_err, K, Y, E, S, nfev, nonfinite)
 
 

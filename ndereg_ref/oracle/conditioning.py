@@ -269,13 +269,15 @@ def error_norm_floor(tableau, K, h, sc) -> float:
     ‖err5‖²/‖(err5, 0.1 err3)‖, so E · u (2κ₅ + κ₃) with κ = ‖|e||K|/sc‖ / ‖eᵀK/sc‖ the sums' conditions.
     docs/design.md §10.
     """
+    from ..ode.step import DOP853_E3_WEIGHT
+
     K = np.asarray(K, dtype=float)
     if tableau.e3 is None:
         return float(U * _rms(abs(h) * (np.abs(tableau.e) @ np.abs(K)) / sc))
     kappa = [_rel_norm(np.abs(c) @ np.abs(K) / sc, (c @ K) / sc) for c in (tableau.e, tableau.e3)]
     n5 = np.linalg.norm((tableau.e @ K) / sc)
     n3 = np.linalg.norm((tableau.e3 @ K) / sc)
-    den = np.sqrt(sc.size * (n5**2 + 0.01 * n3**2))
+    den = np.sqrt(sc.size * (n5**2 + DOP853_E3_WEIGHT * n3**2))
     E = abs(h) * n5**2 / den if den > 0 else 0.0
     return float(E * U * (2 * kappa[0] + kappa[1]))
 

@@ -193,7 +193,7 @@ def replay_trace(trace, fun=None, params=None, *, safety: float = cond.SAFETY, g
     (True, None)
     """
     from ..ode.control import get_convention, min_step_size
-    from ..ode.step import rk_step
+    from ..ode.step import error_scale, rk_step
     from ..ode.tableaus import TABLEAUS
 
     tr = _as_trace(trace)
@@ -310,7 +310,7 @@ def replay_trace(trace, fun=None, params=None, *, safety: float = cond.SAFETY, g
         if s.accepted:
             hQ.append((abs(s.h), view.E, view.S, b.E, b.S_rel))
             y_rounding.append(b.y_new)
-            sc = atol_flat + rtol * np.maximum(np.abs(y), np.abs(view.y_new))
+            sc = error_scale(y, view.y_new, rtol, atol_flat)
             E_floor.append(abs(s.h) * cond.error_norm_floor(tab, view.stages, s.h, sc))
         rep.steps.append(sorted(checks, key=lambda c: CAUSE_ORDER.index(c.quantity)))
     den_E = sum(h * E for h, E, *_ in hQ)
