@@ -1,5 +1,6 @@
 """Forward solve: ndereg_ref.solve_ivp (dp5, convention="scipy") against scipy RK45 on the same steps,
-and against the bare f-evaluation floor of the same solve, for each recording level.
+and against the bare f-evaluation floor of the same solve, for each recording level (solve_ivp computes
+the stiffness estimate S by default; "ours none, S off" does scipy's work and no more).
 
 Both solvers take the identical step sequence (tests/test_scipy_step_match.py asserts it; here the NFE are
 checked), so the ratio to scipy is per-step overhead.  The floor is the time of calling f at exactly the
@@ -41,15 +42,19 @@ def run_case(name, fun, span, y0, rtol, atol, rounds):
         cases[f"ours {level}"] = lambda level=level: nr.solve_ivp(
             fun, span, y0, method="dp5", convention="scipy", rtol=rtol, atol=atol, record=level
         )
+    # scipy computes no stiffness estimate: the same work as scipy's is "none" without S
+    cases["ours none, S off"] = lambda: nr.solve_ivp(
+        fun, span, y0, method="dp5", convention="scipy", rtol=rtol, atol=atol, record="none", stiffness=None
+    )
     times = interleaved(cases, rounds)
     n_att = len(ref.steps)
     med = {k: float(np.median(v)) for k, v in times.items()}
     print(f"\n{name}: state size {y0.size}, {ref.n_accepted} accepted + {ref.n_rejected} rejected steps, "
           f"nfev {ref.nfev}, rtol {rtol:g}, {rounds} rounds")  # fmt: skip
-    head = f"  {'case':<14} {'time [ms] median [q25, q75]':>32} {'µs/attempt':>11}"
+    head = f"  {'case':<17} {'time [ms] median [q25, q75]':>32} {'µs/attempt':>11}"
     print(f"{head} {'× scipy':>8} {'× floor':>8}")
     for k, v in times.items():
-        print(f"  {k:<14} {summary(v):>32} {1e6 * med[k] / n_att:>11.1f} {med[k] / med['scipy RK45']:>8.2f} "
+        print(f"  {k:<17} {summary(v):>32} {1e6 * med[k] / n_att:>11.1f} {med[k] / med['scipy RK45']:>8.2f} "
               f"{med[k] / med['f floor']:>8.2f}")  # fmt: skip
     return med
 

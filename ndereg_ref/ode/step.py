@@ -18,6 +18,7 @@ scipy's step sequences bit for bit.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -324,16 +325,34 @@ def _combine_plain(K, w, h, h_first=False):
     return combine(K, w, h, h_first)
 
 
+def _state_plus_combination(y, K, w, h, h_first=False):
+    """``y + h·Kᵀw`` of :func:`_combine_plain`'s combination, with one array instead of two: the
+    combination is formed, checked and then shifted by y in place.  Addition commutes exactly in IEEE
+    arithmetic, so the bits are those of ``y + combination``; only for float64 (a narrower combination
+    would be rounded to its own dtype in place)."""
+    d = numpy.dot(K.T, w)
+    if d.dtype != _f64 or y.dtype != _f64:
+        return y + _combine_plain(K, w, h, h_first)
+    d *= h  # dot(K.T, w) * h and h * dot(K.T, w) are the same product
+    if not d.dot(d) < _INF:
+        d = combine(K, w, h, h_first)  # the overflow rescue (or a non-finite stage)
+    d += y
+    return d
+
+
 _sum = numpy.add.reduce  # the C reduction, without ndarray.sum's Python wrapper
 _minimum = numpy.minimum.reduce
 _INF = float("inf")
+_f64 = numpy.dtype(numpy.float64)
+_sqrt = math.sqrt
 
 
 def _rms_plain(x):
-    """:func:`rms_norm` of a real plain array, the same operations without the tracing checks."""
+    """:func:`rms_norm` of a real plain array, the same operations without the tracing checks
+    (float64: ``math.sqrt``, the same correctly rounded square root without a NumPy scalar call)."""
     sq = numpy.dot(x, x)
     if sq > 0:
-        return numpy.sqrt(sq) / x.size**0.5
+        return (_sqrt(sq) if x.dtype == _f64 else numpy.sqrt(sq)) / x.size**0.5
     if sq == 0:
         return 0.0 * numpy.sqrt(sq + 1.0)
     return sq  # NaN
@@ -342,10 +361,20 @@ def _rms_plain(x):
 def _error_norm_plain(tableau, K, h, y, y_new, rtol, atol):
     """:func:`error_norm` for a real plain state and a single error estimate (not DOP853): the same
     operations in the same order, without the per-call tracing checks."""
-    sc = atol + numpy.maximum(numpy.abs(y), numpy.abs(y_new)) * rtol
+    if y.dtype == _f64 and y_new.dtype == _f64:
+        # atol + max(|y_n|, |y_{n+1}|)·rtol in one array (the sum commutes exactly), later overwritten by z
+        sc = numpy.abs(y)
+        numpy.maximum(sc, numpy.abs(y_new), out=sc)
+        sc *= rtol
+        sc += atol
+    else:
+        sc = atol + numpy.maximum(numpy.abs(y), numpy.abs(y_new)) * rtol
     y_err = _combine_plain(K, tableau.e, h)
     # sc > 0 whenever atol is a positive scalar (a NaN scale gives NaN either way)
-    z = y_err / sc if (type(atol) is float and atol > 0) or _minimum(sc) > 0 else scaled(y_err, sc)
+    if (type(atol) is float and atol > 0) or _minimum(sc) > 0:
+        z = numpy.divide(y_err, sc, out=sc) if sc.dtype == y_err.dtype else y_err / sc
+    else:
+        z = scaled(y_err, sc)
     return _rms_plain(z), y_err
 
 
@@ -456,7 +485,7 @@ def _rk_step_plain(fun, t, y, h, tableau, k1, nfev, rtol, atol, stiffness, n_con
     # errstate for the whole step: entering it costs as much as a stage combination on a small state).
     with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for i in range(1, last):
-            Yi = y + _combine_plain(K[:i], rows[i], h)
+            Yi = _state_plus_combination(y, K[:i], rows[i], h)
             ki = fun(t + c[i] * h, Yi)
             nfev += 1
             if keep_all or i in pair:
@@ -466,7 +495,7 @@ def _rk_step_plain(fun, t, y, h, tableau, k1, nfev, rtol, atol, stiffness, n_con
             K[i] = ki
         if tableau.fsal:
             # y_{n+1} from the first s−1 stages, then the FSAL stage at (t + h, y_{n+1}).
-            y_new = y + _combine_plain(K[: s - 1], tableau.b[:-1], h, h_first=True)
+            y_new = _state_plus_combination(y, K[: s - 1], tableau.b[:-1], h, h_first=True)
             k_last = fun(t + h, y_new)
             nfev += 1
             Y_rows[s - 1] = y_new
@@ -480,10 +509,11 @@ def _rk_step_plain(fun, t, y, h, tableau, k1, nfev, rtol, atol, stiffness, n_con
                 )
             K[s - 1] = k_last
         else:
-            y_new = y + _combine_plain(K, tableau.b, h, h_first=True)
+            y_new = _state_plus_combination(y, K, tableau.b, h, h_first=True)
         nonfinite = None
-        total = _sum(K, axis=None) + _sum(y_new)
-        if not total - total == 0:  # one check per step: some value is NaN/Inf (or the sum overflowed)
+        K_flat = K.reshape(-1)
+        total = K_flat.dot(K_flat) + y_new.dot(y_new)
+        if not total < _INF:  # one check per step: some value is NaN/Inf (or a square overflowed)
             nonfinite = _first_nonfinite(K, y_new, tableau.fsal)
         if not common:
             E, y_err, S = _norms(tableau, K, Y_rows, h, y, y_new, rtol, atol, stiffness, n_control, True)
