@@ -174,6 +174,7 @@ def run_replay(file: str, field_scale: float = 1.0) -> Replay:
 
     with (
         mock.patch.object(control_mod, "rk_step", step),
+        mock.patch.object(control_mod, "rk_step_unguarded", step),  # what the solver's loop calls
         mock.patch.object(type(conv), "initial_step", initial_step),
     ):
         try:

@@ -22,7 +22,7 @@ from ..errors import NonFiniteError
 from .control import AttemptLog, Convention, RKStepRecord, StepRecord, attempt_rk_step, rk_record
 from .dense import DenseOutput, dense_value, extended_stages
 from .options import SolveOptions, as_args, flat_field
-from .step import rk_step
+from .step import SILENCED, rk_step, rk_step_unguarded
 from .tableaus import Tableau, get_tableau
 
 __all__ = [
@@ -116,46 +116,52 @@ def integrate(
             return len(accepted_index) < len(frozen_steps)
         return direction * (t1 - t) > 0
 
-    while more_steps():
-        j = len(accepted_index)
-        if frozen_steps is not None:
-            _, h, t_new = frozen_steps[j]
-            res = rk_step(
-                f, t, y, h, tableau, k1=k1, rtol=opts.rtol, atol=opts.atol, stiffness=opts.stiffness,
-                n_control=opts.n_control, stage_states=opts.record == "full",
-            )  # fmt: skip
-            nfev += res.nfev
-            if res.nonfinite is not None:
-                raise NonFiniteError(
-                    f"{res.nonfinite} is NaN/Inf in the frozen step from t={float(t)!r}, h={float(h)!r}", t=t
-                )
-            log.records.append(rk_record(res, t, h, t_new, True, shape, opts.record))
-            h_abs_next = h_abs
-        else:
-            res, t_new, h, h_abs_next, n = attempt_rk_step(
-                f, t, y, k1, h_abs, t1, opts, log, shape, before_first_accept=not accepted_index
-            )
-            nfev += n
-        accepted_index.append(len(log.records) - 1)
-        R_E = R_E + res.error_norm * abs(h)
-        E_list.append(res.error_norm)
-        if res.stiffness is not None:
-            R_S = R_S + res.stiffness * abs(h)
-            S_list.append(res.stiffness)
-        nfev += out.emit(j, t, y, h, res.stages, t_new, res.y_new)
-        next_k1 = res.stages[-1] if tableau.fsal else None
-        if not tableau.fsal and j in out.extended:
-            next_k1 = out.extended[j][tableau.n_stages]  # f(t_new, y_new) already evaluated for dense output
-        t, y = t_new, res.y_new
-        if opts.record == "none":
-            out.extended.pop(j, None)  # only the dense outputs of this step needed them
-            # k_1 of the next step without the view into this step's (s, n) stages, which it would keep
-            # alive through the next step: one state copied instead of s − 1 held
-            if next_k1 is not None and type(next_k1) is np.ndarray and next_k1.base is not None:
-                next_k1 = next_k1.copy()
-            res = None
-        k1 = next_k1
-        h_abs = h_abs_next
+    # The steps' arithmetic runs silenced, in one errstate for the whole loop (rk_step_unguarded): a
+    # NaN/Inf stage is the convention's to judge, and entering an errstate per attempt costs ≈ 2 µs.
+    with np.errstate(**SILENCED):
+        while more_steps():
+            j = len(accepted_index)
+            if frozen_steps is not None:
+                _, h, t_new = frozen_steps[j]
+                res = rk_step_unguarded(
+                    f, t, y, h, tableau, k1=k1, rtol=opts.rtol, atol=opts.atol, stiffness=opts.stiffness,
+                    n_control=opts.n_control, stage_states=opts.record == "full",
+                )  # fmt: skip
+                nfev += res.nfev
+                if res.nonfinite is not None:
+                    raise NonFiniteError(
+                        f"{res.nonfinite} is NaN/Inf in the frozen step from t={float(t)!r}, h={float(h)!r}",
+                        t=t,
+                    )
+                log.records.append(rk_record(res, t, h, t_new, True, shape, opts.record))
+                h_abs_next = h_abs
+            else:
+                res, t_new, h, h_abs_next, n = attempt_rk_step(
+                    f, t, y, k1, h_abs, t1, opts, log, shape, before_first_accept=not accepted_index,
+                    unguarded=True,
+                )  # fmt: skip
+                nfev += n
+            accepted_index.append(len(log.records) - 1)
+            R_E = R_E + res.error_norm * abs(h)
+            E_list.append(res.error_norm)
+            if res.stiffness is not None:
+                R_S = R_S + res.stiffness * abs(h)
+                S_list.append(res.stiffness)
+            nfev += out.emit(j, t, y, h, res.stages, t_new, res.y_new)
+            next_k1 = res.stages[-1] if tableau.fsal else None
+            if not tableau.fsal and j in out.extended:
+                # f(t_new, y_new), already evaluated for dense output
+                next_k1 = out.extended[j][tableau.n_stages]
+            t, y = t_new, res.y_new
+            if opts.record == "none":
+                out.extended.pop(j, None)  # only the dense outputs of this step needed them
+                # k_1 of the next step without the view into this step's (s, n) stages, which it would keep
+                # alive through the next step: one state copied instead of s − 1 held
+                if next_k1 is not None and type(next_k1) is np.ndarray and next_k1.base is not None:
+                    next_k1 = next_k1.copy()
+                res = None
+            k1 = next_k1
+            h_abs = h_abs_next
 
     outputs = out.finish()
     return IntegrationResult(
