@@ -320,24 +320,23 @@ def _combine_plain(K, w, h, h_first=False):
     """:func:`combine` on plain arrays inside the caller's ``errstate``: the same dot product and product
     (so the same bits), one check — the dot product of the result with itself, non-finite if any element
     is or if a square overflows (which only costs the re-check) — and the overflow rescue only when it
-    fails."""
-    out = (h * numpy.dot(K.T, w)) if h_first else (numpy.dot(K.T, w) * h)
+    fails.  The product by h is taken in the dot product's own array (``dot * h`` and ``h * dot`` are
+    the same product, so ``h_first`` only reaches the rescue); the result is always a fresh array."""
+    out = numpy.dot(K.T, w)
+    out *= h
     if out.dot(out) < _INF:
         return out
     return combine(K, w, h, h_first)
 
 
 def _state_plus_combination(y, K, w, h, h_first=False):
-    """``y + h·Kᵀw`` of :func:`_combine_plain`'s combination, with one array instead of two: the
-    combination is formed, checked and then shifted by y in place.  Addition commutes exactly in IEEE
-    arithmetic, so the bits are those of ``y + combination``; only for float64 (a narrower combination
-    would be rounded to its own dtype in place)."""
-    d = numpy.dot(K.T, w)
+    """``y + h·Kᵀw`` with the checked combination of :func:`_combine_plain`, shifted by y in its own
+    array (one state-sized array instead of two).  Addition commutes exactly in IEEE arithmetic, so the
+    bits are those of ``y + combination``; in place only when both have y's dtype (float64), since a
+    narrower combination would be rounded to its own dtype."""
+    d = _combine_plain(K, w, h, h_first)
     if d.dtype != _f64 or y.dtype != _f64:
-        return y + _combine_plain(K, w, h, h_first)
-    d *= h  # dot(K.T, w) * h and h * dot(K.T, w) are the same product
-    if not d.dot(d) < _INF:
-        d = combine(K, w, h, h_first)  # the overflow rescue (or a non-finite stage)
+        return y + d
     d += y
     return d
 
@@ -390,6 +389,21 @@ def _stiffness_plain(tableau, K, Y, h, variant):
         b = _rms_plain(Y[iy] - Y[ix])
     ratio = a / b if b != 0 else numpy.float64(0.0)
     return numpy.abs(h) * ratio if variant == "hairer" else ratio
+
+
+def _nonfinite_in_step(K, y_new, fsal):
+    """The one finiteness check of a step (plain arrays): None if every stage and y_{n+1} are finite, else
+    :func:`_first_nonfinite`'s name.  Real: K·K + y_new·y_new < inf (two BLAS dot products; a square that
+    overflows only costs the full search); complex: Σ K + Σ y_new minus itself is 0."""
+    if K.dtype.kind == "f" and y_new.dtype.kind == "f":
+        K_flat = K.reshape(-1)
+        if K_flat.dot(K_flat) + y_new.dot(y_new) < _INF:
+            return None
+    else:
+        total = _sum(K, axis=None) + _sum(y_new)
+        if total - total == 0:
+            return None
+    return _first_nonfinite(K, y_new, fsal)
 
 
 def _first_nonfinite(K_val, y_new_val, fsal):
@@ -526,11 +540,7 @@ def _rk_step_plain(fun, t, y, h, tableau, k1, nfev, rtol, atol, stiffness, n_con
         K[s - 1] = k_last
     else:
         y_new = _state_plus_combination(y, K, tableau.b, h, h_first=True)
-    nonfinite = None
-    K_flat = K.reshape(-1)
-    total = K_flat.dot(K_flat) + y_new.dot(y_new)
-    if not total < _INF:  # one check per step: some value is NaN/Inf (or a square overflowed)
-        nonfinite = _first_nonfinite(K, y_new, tableau.fsal)
+    nonfinite = _nonfinite_in_step(K, y_new, tableau.fsal)
     if not common:
         E, y_err, S = _norms(tableau, K, Y_rows, h, y, y_new, rtol, atol, stiffness, n_control, True)
         return StepResult(t, h, y, y_new, y_err, K, Y, E, S, nfev, nonfinite)
@@ -606,10 +616,6 @@ def _rk_step_traced(fun, t, y, h, tableau, k1, nfev, rtol, atol, stiffness, n_co
     else:
         y_new = y + combine(anp.stack(K_list), tableau.b, h, h_first=True)
     K, Y = anp.stack(K_list), anp.stack(Y_list)
-    K_val, y_new_val = getval(K), getval(y_new)
-    nonfinite = None
-    total = _sum(K_val, axis=None) + _sum(y_new_val)
-    if not total - total == 0:
-        nonfinite = _first_nonfinite(K_val, y_new_val, tableau.fsal)
+    nonfinite = _nonfinite_in_step(getval(K), getval(y_new), tableau.fsal)
     E, y_err, S = _norms(tableau, K, Y, h, y, y_new, rtol, atol, stiffness, n_control, False)
     return StepResult(t, h, y, y_new, y_err, K, Y if stage_states else None, E, S, nfev, nonfinite)
